@@ -1,0 +1,34 @@
+"""chainer-vae: the Variational Autoencoder of the Qiita article
+"Variational Autoencoder徹底解説" (2017), reimplemented in Chainer.
+
+Install through the Makefile (``make venv``), which applies ``constraints.txt``
+so that Chainer 7.8.1's sdist builds on a fresh machine.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="chainer-vae",
+    version="0.1.0",
+    description="Reference Chainer implementation of the VAE of "
+                "'Variational Autoencoder徹底解説' (Qiita, 2017)",
+    license="MIT",
+    packages=find_packages(include=["vae", "vae.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "chainer==7.8.1",
+        # Chainer 7.8.1 reads np.sctypes and numpy.distutils at import time.
+        "numpy>=1.21,<2",
+        # numpy.distutils (imported by Chainer) breaks with setuptools >= 74,
+        # and Chainer imports pkg_resources.
+        "setuptools<74",
+        "six",
+        "matplotlib>=3.5",
+        "scikit-learn>=1.0",
+        "Pillow>=9",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "gpu": ["cupy>=7"],
+        "test": ["pytest>=7", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6"],
+    },
+)

@@ -1,0 +1,168 @@
+"""The article's VAE chain and its loss.
+
+Kingma & Welling (2014), "Auto-Encoding Variational Bayes", arXiv:1312.6114:
+a Gaussian encoder q(z|x) = N(mu(x), diag(exp(ln_var(x)))), a standard normal
+prior p(z) = N(0, I) and a Bernoulli decoder p(x|z) whose logits come from an
+MLP. The loss is the negative ELBO, with the expectation over q estimated by
+k reparameterized samples (their eq. 7) and the KL term in closed form
+(their Appendix B), weighted by C as in the article "Variational Autoencoder
+徹底解説" (Qiita, 2017), whose public API this class keeps.
+"""
+import chainer
+import chainer.functions as F
+import chainer.links as L
+
+from vae.initializers import Xavier
+
+#: Activations a model file can name. The article's class default is tanh;
+#: its published models used softplus.
+ACTIVATIONS = {
+    'tanh': F.tanh,
+    'softplus': F.softplus,
+    'relu': F.relu,
+    'sigmoid': F.sigmoid,
+    'elu': F.elu,
+    'leaky_relu': F.leaky_relu,
+}
+
+
+def activation_name(act_func):
+    """The registry name of an activation function (or of a name)."""
+    if isinstance(act_func, str):
+        if act_func not in ACTIVATIONS:
+            raise ValueError('unknown activation %r; choose one of %s'
+                             % (act_func, ', '.join(sorted(ACTIVATIONS))))
+        return act_func
+    for name, func in ACTIVATIONS.items():
+        if func is act_func:
+            return name
+    return None
+
+
+def _linear(n_in, n_out):
+    return L.Linear(n_in, n_out, initialW=Xavier(n_in, n_out))
+
+
+class VAE(chainer.Chain):
+    """Variational Autoencoder with two-layer MLP encoder and decoder.
+
+    Args:
+        n_in (int): Size of an input (784 for MNIST).
+        n_latent (int): Size of the latent variable z.
+        n_h (int): Width of the hidden layers.
+        act_func (callable or str): Activation of the hidden layers, a
+            function or a name from :data:`ACTIVATIONS`.
+    """
+
+    def __init__(self, n_in, n_latent, n_h, act_func=F.tanh):
+        super(VAE, self).__init__()
+        for name, value in (('n_in', n_in), ('n_latent', n_latent),
+                            ('n_h', n_h)):
+            if int(value) != value or value <= 0:
+                raise ValueError('VAE: %s must be a positive integer, got %r'
+                                 % (name, value))
+        self.n_in, self.n_latent, self.n_h = int(n_in), int(n_latent), int(n_h)
+        if isinstance(act_func, str):
+            act_func = ACTIVATIONS[activation_name(act_func)]
+        self.act_func = act_func
+        with self.init_scope():
+            # encoder
+            self.le1 = _linear(n_in, n_h)
+            self.le2 = _linear(n_h, n_h)
+            self.le3_mu = _linear(n_h, n_latent)
+            self.le3_ln_var = _linear(n_h, n_latent)
+            # decoder
+            self.ld1 = _linear(n_latent, n_h)
+            self.ld2 = _linear(n_h, n_h)
+            self.ld3 = _linear(n_h, n_in)
+
+    @property
+    def activation(self):
+        """Registry name of the activation (``None`` for a custom one)."""
+        return activation_name(self.act_func)
+
+    def __call__(self, x, sigmoid=True):
+        """Autoencode through the mean: decode(mu(x))."""
+        return self.decode(self.encode(x)[0], sigmoid)
+
+    def encode(self, x):
+        """Parameters of q(z|x).
+
+        Args:
+            x: Inputs, shape (B, n_in).
+
+        Returns:
+            tuple: ``(mu, ln_var)``, each (B, n_latent); ``ln_var`` is
+            log(sigma**2).
+        """
+        h1 = self.act_func(self.le1(x))
+        h2 = self.act_func(self.le2(h1))
+        mu = self.le3_mu(h2)
+        ln_var = self.le3_ln_var(h2)  # log(sigma**2)
+        return mu, ln_var
+
+    def decode(self, z, sigmoid=True):
+        """Bernoulli means (``sigmoid=True``) or logits of p(x|z).
+
+        Args:
+            z: Latent codes, shape (B, n_latent).
+            sigmoid (bool): Apply the sigmoid to the logits.
+
+        Returns:
+            chainer.Variable: shape (B, n_in).
+        """
+        h1 = self.act_func(self.ld1(z))
+        h2 = self.act_func(self.ld2(h1))
+        logits = self.ld3(h2)
+        return F.sigmoid(logits) if sigmoid else logits
+
+    def get_loss_func(self, C=1.0, k=1):
+        """The negative ELBO as a function of a batch.
+
+        Args:
+            C (float): Weight of the KL term (1 gives the ELBO).
+            k (int): Number of Monte Carlo samples of z per input.
+
+        Returns:
+            callable: ``lf(x)`` -> scalar Variable, the reconstruction
+            term averaged over k samples and the batch plus C times the
+            batch-averaged KL. It reports ``loss``, ``reconstr`` and ``kl``
+            (unweighted) with :func:`chainer.report`.
+        """
+        if int(k) != k or k < 1:
+            raise ValueError('k must be a positive integer, got %r' % (k,))
+        k = int(k)
+
+        def lf(x):
+            mu, ln_var = self.encode(x)  # (B, L) each
+            batchsize = len(mu)
+            reconstr = sample_reconstruction_loss(self, x, mu, ln_var, k)
+            kl = F.gaussian_kl_divergence(mu, ln_var) / batchsize
+            loss = reconstr + C * kl
+            chainer.report(
+                {'loss': loss, 'reconstr': reconstr, 'kl': kl}, observer=self)
+            return loss
+
+        return lf
+
+
+def sample_reconstruction_loss(model, x, mu, ln_var, k):
+    """Bernoulli NLL of x under k reparameterized samples, averaged.
+
+    Equals the article's loop ``sum_l bernoulli_nll(x, decode(gaussian(mu,
+    ln_var)), sigmoid=False) / (k * B)``, and draws the same noise in the
+    same order, as one batched pass: the k copies are stacked sample-major.
+    """
+    batchsize = len(mu)
+    if k == 1:
+        z = F.gaussian(mu, ln_var)  # (B, L)
+        x_rep = x
+    else:
+        mu = F.tile(mu, (k, 1))  # (k*B, L), sample-major
+        ln_var = F.tile(ln_var, (k, 1))  # (k*B, L)
+        z = F.gaussian(mu, ln_var)  # (k*B, L)
+        xp = chainer.backend.get_array_module(x)
+        x_data = x.array if isinstance(x, chainer.Variable) else x
+        x_rep = xp.tile(x_data, (k, 1))  # (k*B, n_in)
+    logits = model.decode(z, sigmoid=False)  # (k*B, n_in)
+    return F.bernoulli_nll(x_rep, logits) / (k * batchsize)
