@@ -1,0 +1,81 @@
+"""One source of defaults: ``configs/default.json``.
+
+A run's configuration is the default file, updated by an optional config
+file, updated by the command-line flags a user actually gave. Keys starting
+with ``_`` are comments. The resolved configuration is written beside the
+run's outputs (``config.json``).
+"""
+import json
+import os
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), 'configs')
+DEFAULT_CONFIG = os.path.join(CONFIG_DIR, 'default.json')
+
+#: The keys that fix a model's sizes: a snapshot or model file must agree.
+MODEL_KEYS = ('dim_z', 'n_hidden', 'activation')
+
+
+class ConfigError(ValueError):
+    """A config file is missing, unreadable, or holds unknown or bad keys."""
+
+
+def read_config_file(path):
+    """The settings in a JSON config file, comments (``_`` keys) dropped."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise ConfigError('config file not found: %s' % path)
+    except (OSError, ValueError) as e:
+        raise ConfigError('cannot read config file %s: %s' % (path, e))
+    if not isinstance(data, dict):
+        raise ConfigError('config file %s must hold a JSON object' % path)
+    return {k: v for k, v in data.items() if not k.startswith('_')}
+
+
+def defaults():
+    """The default configuration."""
+    return read_config_file(DEFAULT_CONFIG)
+
+
+def resolve(config_file=None, overrides=None):
+    """Defaults, then ``config_file``, then the non-``None`` ``overrides``.
+
+    Every key must be a default key, and every value must have the type of
+    the default (an int is accepted for a float; ``None`` defaults accept a
+    string or ``None``).
+    """
+    config = defaults()
+    layers = []
+    if config_file is not None:
+        layers.append((config_file, read_config_file(config_file)))
+    if overrides:
+        layers.append(('command line', {k: v for k, v in overrides.items()
+                                        if v is not None}))
+    for source, layer in layers:
+        unknown = sorted(set(layer) - set(config))
+        if unknown:
+            raise ConfigError('%s: unknown setting(s) %s; known: %s' % (
+                source, ', '.join(unknown), ', '.join(sorted(config))))
+        for key, value in layer.items():
+            config[key] = _check_type(source, key, value, config[key])
+    return config
+
+
+def _check_type(source, key, value, default):
+    if default is None:
+        ok = value is None or isinstance(value, str)
+    elif isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ConfigError('%s: %s must be like %r, got %r'
+                          % (source, key, default, value))
+    return value
