@@ -1,0 +1,120 @@
+#!/usr/bin/env python
+"""Train the article's VAE on MNIST with Chainer's Trainer.
+
+    python scripts/train.py --dim-z 20 --gpu 0
+    python scripts/train.py --config configs/article_z2.json --out result/z2
+
+Defaults come from configs/default.json; --config FILE overrides them and
+flags override both. Everything is written under --out (see README).
+"""
+import argparse
+import sys
+
+import matplotlib
+matplotlib.use('Agg')  # before anything imports pyplot
+
+from vae import config as config_lib  # NOQA: E402
+from vae import datasets, device as device_lib, training  # NOQA: E402
+from vae.net import ACTIVATIONS  # NOQA: E402
+from vae.serialization import ModelFileError  # NOQA: E402
+
+TEST_SUBSET = (1000, 200)  # train and test images kept by --test
+
+
+def build_parser():
+    d = config_lib.defaults()
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    # Settings default to None so that only the flags a user gives override
+    # the config file; the help shows the value of configs/default.json.
+    p.add_argument('--config', help='JSON config file (see configs/)')
+    p.add_argument('--dim-z', '-z', dest='dim_z', type=int,
+                   help='size of the latent z (default %(d)s)'
+                   % {'d': d['dim_z']})
+    p.add_argument('--n-hidden', dest='n_hidden', type=int,
+                   help='width of the hidden layers (default %s)'
+                   % d['n_hidden'])
+    p.add_argument('--activation', choices=sorted(ACTIVATIONS),
+                   help='hidden activation (default %s)' % d['activation'])
+    p.add_argument('--C', dest='C', type=float,
+                   help='weight of the KL term (default %s)' % d['C'])
+    p.add_argument('--k', type=int,
+                   help='samples of z per image in training (default %s)'
+                   % d['k'])
+    p.add_argument('--k-test', dest='k_test', type=int,
+                   help='samples of z per image in evaluation (default %s)'
+                   % d['k_test'])
+    p.add_argument('--epoch', '-e', type=int,
+                   help='epochs (default %s)' % d['epoch'])
+    p.add_argument('--batchsize', '-b', type=int,
+                   help='minibatch size (default %s)' % d['batchsize'])
+    p.add_argument('--alpha', type=float,
+                   help="Adam's step size (default %s)" % d['alpha'])
+    p.add_argument('--seed', type=int, help='random seed (default %s)'
+                   % d['seed'])
+    p.add_argument('--binarize', choices=['threshold', 'dynamic'],
+                   help='binarize MNIST (default: continuous pixels)')
+    p.add_argument('--snapshot-retain', dest='snapshot_retain', type=int,
+                   help='snapshots kept in --out (default %s)'
+                   % d['snapshot_retain'])
+    p.add_argument('--gpu', '-g', type=int,
+                   help='GPU id (CuPy), or -1 for the CPU (default -1)')
+    p.add_argument('--device', '-d',
+                   help='any Chainer device specifier (@numpy, @cupy:0, ...);'
+                   ' wins over --gpu')
+    p.add_argument('--out', '-o', default='result',
+                   help='output folder (default %(default)s)')
+    p.add_argument('--resume', '-r', metavar='SNAPSHOT',
+                   help='start from this snapshot (by default, training '
+                   'continues from the latest snapshot in --out)')
+    p.add_argument('--data-dir', help='folder with the four MNIST IDX files '
+                   '(gzipped or not); default: cache, then download')
+    p.add_argument('--test', action='store_true',
+                   help='smoke run on %d train / %d test images'
+                   % TEST_SUBSET)
+    p.add_argument('--no-progress', dest='progress', action='store_false',
+                   help='hide the progress bar')
+    return p
+
+
+CONFIG_FLAGS = ('dim_z', 'n_hidden', 'activation', 'C', 'k', 'k_test',
+                'epoch', 'batchsize', 'alpha', 'seed', 'binarize',
+                'snapshot_retain')
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_lib.resolve(
+            args.config, {key: getattr(args, key) for key in CONFIG_FLAGS})
+        device = device_lib.get_device(args.gpu, args.device)
+        train_data, test_data = load_data(config, args)
+        training.train(config, args.out, train_data, test_data, device,
+                       resume=args.resume, progress=args.progress)
+    except (config_lib.ConfigError, device_lib.DeviceError,
+            datasets.MNISTError, training.ResumeError, ModelFileError,
+            training.NonFiniteLossError) as e:
+        sys.exit('error: %s' % e)
+    return 0
+
+
+def load_data(config, args):
+    """Train and test images as the config says (labels are not needed)."""
+    mode = config['binarize']
+    # dynamic: continuous training images, binarized afresh every epoch, and
+    # one fixed binarization of the test images
+    train, test = datasets.load_mnist(
+        args.data_dir, binarize=None if mode == 'dynamic' else mode,
+        seed=config['seed'], progress=args.progress)
+    train_x, test_x = train.images, test.images
+    if args.test:
+        train_x, test_x = train_x[:TEST_SUBSET[0]], test_x[:TEST_SUBSET[1]]
+    if mode == 'dynamic':
+        train_x = datasets.DynamicBinarized(train_x, seed=config['seed'])
+        test_x = datasets.binarize_images(test_x, 'dynamic',
+                                          rng=config['seed'])
+    return train_x, test_x
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""scripts/train.py end to end on a subset of the real MNIST."""
+import json
+import os
+
+import numpy
+import pytest
+
+from scriptutil import load_script
+from vae import net, training
+from vae.serialization import load_model
+
+train_script = load_script('train')
+
+SMALL = ['--test', '--n-hidden', '64', '-z', '3', '--no-progress']
+
+
+def run(out, mnist_dir, *extra):
+    return train_script.main(SMALL + ['--data-dir', mnist_dir, '-o', str(out)]
+                             + list(extra))
+
+
+def read_log(out):
+    with open(os.path.join(out, 'log')) as f:
+        return json.load(f)
+
+
+def params_of(model):
+    return {name: param.array.copy() for name, param in model.namedparams()}
+
+
+def test_two_epochs_write_every_output(tmp_path, mnist_dir, capsys):
+    out = tmp_path / 'run'
+    assert run(out, mnist_dir, '-e', '2') == 0
+    for name in ('log', 'model.npz', 'config.json', 'cg.dot', 'loss.png',
+                 'snapshot_epoch_2'):
+        assert (out / name).exists(), name
+    log = read_log(out)
+    assert [e['epoch'] for e in log] == [1, 2]
+    # 784 * log 2 = 543 nats is the loss of a decoder that knows nothing
+    for e in log:
+        for key in ('main/loss', 'validation/main/loss'):
+            assert 60 < e[key] < 560
+        assert e['main/loss'] == pytest.approx(
+            e['main/reconstr'] + e['main/kl'], rel=1e-4)
+    assert log[1]['main/loss'] < log[0]['main/loss']
+    assert log[1]['validation/main/loss'] < log[0]['validation/main/loss']
+    config = json.loads((out / 'config.json').read_text())
+    assert (config['dim_z'], config['n_hidden'], config['epoch']) == (3, 64, 2)
+    assert config['k_test'] == 10 and config['activation'] == 'softplus'
+    graph = (out / 'cg.dot').read_text()
+    assert graph.startswith('digraph')
+    # the article's graph: 7 linear layers, the sampling node, the softplus
+    assert graph.count('label="LinearFunction"') == 7
+    assert 'label="Gaussian"' in graph and 'label="Softplus"' in graph
+    printed = capsys.readouterr().out
+    assert 'validation/main/loss' in printed
+
+
+def test_model_file_rebuilds_the_trained_model(tmp_path, mnist_dir):
+    out = tmp_path / 'run'
+    run(out, mnist_dir, '-e', '1')
+    model = load_model(out / 'model.npz')
+    assert (model.n_in, model.n_latent, model.n_h, model.activation) == (
+        784, 3, 64, 'softplus')
+    with numpy.load(out / 'snapshot_epoch_1') as snap:
+        for name, param in model.namedparams():
+            numpy.testing.assert_array_equal(
+                param.array, snap['updater/model:main' + name])
+
+
+@pytest.mark.parametrize('data', [[], ['--binarize', 'dynamic']],
+                         ids=['continuous', 'dynamic-binarization'])
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(
+        tmp_path, mnist_dir, monkeypatch, data):
+    straight = tmp_path / 'straight'
+    run(straight, mnist_dir, '-e', '3', *data)
+
+    resumed = tmp_path / 'resumed'
+    original = training.GuardedUpdater.update_core
+
+    def interrupt_mid_epoch_3(self):
+        if self.iteration == 24:  # 10 iterations an epoch
+            raise KeyboardInterrupt
+        original(self)
+
+    monkeypatch.setattr(training.GuardedUpdater, 'update_core',
+                        interrupt_mid_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        run(resumed, mnist_dir, '-e', '3', *data)
+    monkeypatch.undo()
+    assert (resumed / 'snapshot_epoch_2').exists()
+    assert not (resumed / 'snapshot_epoch_3').exists()
+    run(resumed, mnist_dir, '-e', '3', *data)  # the same command again
+
+    a = params_of(load_model(straight / 'model.npz'))
+    b = params_of(load_model(resumed / 'model.npz'))
+    for name in a:
+        numpy.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+    def without_time(log):
+        return [{k: v for k, v in e.items() if k != 'elapsed_time'}
+                for e in log]
+    assert without_time(read_log(straight)) == without_time(read_log(resumed))
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_outputs(
+        tmp_path, mnist_dir, monkeypatch):
+    out = tmp_path / 'run'
+    run(out, mnist_dir, '-e', '1')
+    good_model = (out / 'model.npz').read_bytes()
+    good_snapshot = (out / 'snapshot_epoch_1').read_bytes()
+
+    original = net.sample_reconstruction_loss
+    calls = {'train': 0}
+
+    def nan_at_iteration_15(model, x, mu, ln_var, k):
+        loss = original(model, x, mu, ln_var, k)
+        if k == 1:  # training calls (evaluation uses k_test = 10)
+            calls['train'] += 1
+            if calls['train'] == 5:  # iteration 15 of the resumed run
+                return loss * float('nan')
+        return loss
+
+    monkeypatch.setattr(net, 'sample_reconstruction_loss',
+                        nan_at_iteration_15)
+    with pytest.raises(SystemExit, match=r'non-finite loss.*iteration 15 '):
+        run(out, mnist_dir, '-e', '3')
+    assert (out / 'model.npz').read_bytes() == good_model
+    assert (out / 'snapshot_epoch_1').read_bytes() == good_snapshot
+    assert not (out / 'snapshot_epoch_2').exists()
+    assert all(numpy.isfinite(p).all()
+               for p in params_of(load_model(out / 'model.npz')).values())
+
+
+def test_sizes_that_disagree_with_the_run_in_out(tmp_path, mnist_dir):
+    out = tmp_path / 'run'
+    run(out, mnist_dir, '-e', '1')
+    config_before = (out / 'config.json').read_text()
+    with pytest.raises(SystemExit, match=r'another model \(dim_z=3 there, '
+                       r'4 now\)'):
+        run(out, mnist_dir, '-e', '1', '-z', '4')
+    assert (out / 'config.json').read_text() == config_before
+
+    with pytest.raises(SystemExit, match=r'snapshot_epoch_1 does not fit '
+                       r'the model.*le3_mu/W is \(3, 64\) there, \(4, 64\)'):
+        run(tmp_path / 'other', mnist_dir, '-e', '1', '-z', '4',
+            '--resume', str(out / 'snapshot_epoch_1'))
+    with pytest.raises(SystemExit, match='snapshot not found'):
+        run(tmp_path / 'other2', mnist_dir, '--resume',
+            str(tmp_path / 'nothing'))
+
+
+def test_bad_config_and_data_dir_give_one_line_errors(tmp_path, mnist_dir):
+    with pytest.raises(SystemExit, match='config file not found'):
+        run(tmp_path / 'a', mnist_dir, '--config', str(tmp_path / 'no.json'))
+    with pytest.raises(SystemExit, match='error: .*missing-folder'):
+        train_script.main(SMALL + ['--data-dir', str(tmp_path / 'missing-folder'),
+                                   '-o', str(tmp_path / 'b')])
+
+
+def test_dynamic_binarization_trains_on_fresh_binary_samples(
+        tmp_path, mnist_dir, monkeypatch):
+    seen = []
+    original = training.GuardedUpdater.update_core
+
+    def record(self):
+        seen.append(self.get_iterator('main').dataset)
+        original(self)
+
+    monkeypatch.setattr(training.GuardedUpdater, 'update_core', record)
+    run(tmp_path / 'd', mnist_dir, '-e', '1', '--binarize', 'dynamic')
+    dataset = seen[0]
+    first, second = dataset[:50], dataset[:50]
+    assert set(numpy.unique(first)) <= {0.0, 1.0}
+    assert not numpy.array_equal(first, second)
+
+
+def _gpu_available():
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(_gpu_available(), reason='a GPU is present')
+def test_gpu_flag_without_a_gpu_says_what_is_missing(tmp_path, mnist_dir):
+    with pytest.raises(SystemExit, match=r'(CuPy, which is not installed|'
+                       r'no CUDA GPU is usable).*--gpu -1'):
+        run(tmp_path / 'g', mnist_dir, '--gpu', '0')
+    assert not (tmp_path / 'g').exists()  # stopped before any work
