@@ -1,12 +1,10 @@
 # Two entry points for a fresh machine with Python 3.11:
 #   make run    set up .venv, train the default config, then make the figures
-#   make test   set up .venv, run the whole test suite
-# The venv is rebuilt only when setup.py or constraints.txt change.
+#   make test   set up both tested stacks and run the whole suite in each:
+#               .venv (NumPy 1.26, pinned) and .venv-numpy2 (newest NumPy 2)
+# A venv is rebuilt only when setup.py or its constraints file changes.
 
-PYTHON   ?= python3.11
-VENV     ?= .venv
-PY       := $(VENV)/bin/python
-STAMP    := $(VENV)/.installed
+PYTHON   ?= $(shell command -v python3.11 || command -v python3)
 CONFIG   ?= configs/default.json
 OUT      ?= result
 # Point DATA_DIR at a folder holding the four MNIST IDX files to skip the download.
@@ -15,29 +13,41 @@ TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
 data_flag := $(if $(DATA_DIR),--data-dir $(DATA_DIR),)
+PY := .venv/bin/python
 
-.PHONY: venv run train figures test clean
+.PHONY: venv run train figures test test-numpy1 test-numpy2 clean
 
-venv: $(STAMP)
-
+# $(1): venv folder, $(2): constraints file, $(3): extra requirements.
 # PIP_CONSTRAINT also reaches the isolated environment in which pip builds
 # Chainer's sdist, whose setup.py needs pkg_resources (setuptools < 74).
-$(STAMP): setup.py constraints.txt
-	$(PYTHON) -m venv $(VENV)
-	PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(PY) -m pip install --quiet \
-	    --disable-pip-version-check "setuptools<74" -e ".[test]"
-	touch $@
+define venv_rule
+$(1)/.installed: setup.py constraints/$(2).txt
+	rm -rf $(1)
+	$(PYTHON) -m venv $(1)
+	PIP_CONSTRAINT=$(CURDIR)/constraints/$(2).txt $(1)/bin/python -m pip \
+	    install --quiet --disable-pip-version-check "setuptools<74" $(3) -e ".[test]"
+	touch $$@
+endef
+$(eval $(call venv_rule,.venv,numpy1,))
+$(eval $(call venv_rule,.venv-numpy2,numpy2,"numpy>=2"))
 
-train: $(STAMP)
+venv: .venv/.installed
+
+train: .venv/.installed
 	$(PY) scripts/train.py --config $(CONFIG) --out $(OUT) $(data_flag) $(TRAIN_ARGS)
 
-figures: $(STAMP)
-	$(PY) scripts/plot_latent.py --model $(OUT)/model.npz --out $(OUT)/figures $(data_flag)
+figures: .venv/.installed
+	$(PY) scripts/plot_latent.py --model $(OUT)/model.npz $(data_flag)
 
 run: train figures
 
-test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: test-numpy1 test-numpy2
+
+test-numpy1: .venv/.installed
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+test-numpy2: .venv-numpy2/.installed
+	.venv-numpy2/bin/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf .venv .venv-numpy2 build *.egg-info

@@ -1,8 +1,8 @@
 """chainer-vae: the Variational Autoencoder of the Qiita article
 "Variational Autoencoder徹底解説" (2017), reimplemented in Chainer.
 
-Install through the Makefile (``make venv``), which applies ``constraints.txt``
-so that Chainer 7.8.1's sdist builds on a fresh machine.
+Install through the Makefile (``make venv``), which applies a file of
+``constraints/`` so that Chainer 7.8.1's sdist builds on a fresh machine.
 """
 from setuptools import find_packages, setup
 
@@ -16,11 +16,9 @@ setup(
     python_requires=">=3.9",
     install_requires=[
         "chainer==7.8.1",
-        # Chainer 7.8.1 reads np.sctypes and numpy.distutils at import time.
-        "numpy>=1.21,<2",
-        # numpy.distutils (imported by Chainer) breaks with setuptools >= 74,
-        # and Chainer imports pkg_resources.
-        "setuptools<74",
+        # NumPy 1.x and 2.x both work: vae/_compat.py supplies what Chainer
+        # 7.8.1 reads from NumPy 1 (constraints/ pins each tested stack).
+        "numpy>=1.21",
         "six",
         "matplotlib>=3.5",
         "scikit-learn>=1.0",

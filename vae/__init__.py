@@ -1,5 +1,9 @@
 """chainer-vae: the VAE of "Variational Autoencoder徹底解説" (Qiita, 2017) in Chainer."""
-from vae.initializers import Xavier  # NOQA
-from vae.net import ACTIVATIONS, VAE  # NOQA
+from vae import _compat
+
+_compat.apply()  # before anything below imports Chainer
+
+from vae.initializers import Xavier  # NOQA: E402
+from vae.net import ACTIVATIONS, VAE  # NOQA: E402
 
 __version__ = '0.1.0'
