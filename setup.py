@@ -27,6 +27,6 @@ setup(
     ],
     extras_require={
         "gpu": ["cupy>=7"],
-        "test": ["pytest>=7", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6"],
+        "test": ["pytest>=7", "scipy", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6"],
     },
 )

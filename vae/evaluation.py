@@ -1,0 +1,336 @@
+"""Evaluating a VAE: the ELBO, an importance-sampled log p(x), active units.
+
+Sources:
+
+- Kingma & Welling (2014), "Auto-Encoding Variational Bayes",
+  arXiv:1312.6114: the evidence lower bound (their eq. 3)
+  ``ELBO(x) = E_q(z|x)[log p(x|z)] - KL(q(z|x) || p(z)) <= log p(x)``, its
+  k-sample reparameterized estimate with the KL in closed form (eq. 7 and
+  Appendix B).
+- Burda, Grosse & Salakhutdinov (2015), "Importance Weighted
+  Autoencoders", arXiv:1509.00519: the K-sample bound (their eq. 8), used
+  with K = 5000 as an estimate of the test log-likelihood (section 5)
+
+      log p(x) ~ log (1/K) sum_j w_j,   w_j = p(x|z_j) p(z_j) / q(z_j|x),
+      z_j ~ q(z|x),
+
+  whose expectation rises with K from the ELBO (K = 1) to log p(x)
+  (their Theorem 1); and the number of active units (section 5.2), the latent
+  dimensions u with Cov_x(E_q(u|x)[u]) > 0.01.
+
+The model is the article's: q(z|x) = N(mu, diag(exp(ln_var))), p(z) = N(0, I)
+and a Bernoulli p(x|z) with logits ``model.decode(z, sigmoid=False)``. As the
+article's loss does, :func:`log_bernoulli` also scores continuous pixels in
+[0, 1]; for such x it is the negative cross-entropy, not the log of a
+normalized density, so a "log-likelihood" of continuous MNIST is comparable
+only with others computed the same way, not with binarized-MNIST figures.
+
+Noise: z is drawn by :func:`chainer.functions.gaussian`, as in the training
+loss, from the global generator of the model's array module: seed it with
+``model.device.xp.random.seed(s)`` (``numpy.random.seed`` on the CPU,
+``cupy.random.seed`` on a GPU). With the same seed, the same data and the
+same ``batchsize``, :func:`elbo` then sees the noise the training loss
+(``model.get_loss_func(C=1, k=k)``) would see.
+"""
+import contextlib
+import math
+import time
+
+import chainer
+import chainer.functions as F
+import numpy
+from tqdm import tqdm
+
+#: Importance samples per image of Burda et al. (2015), Table 1.
+DEFAULT_IW_SAMPLES = 5000
+#: Importance samples decoded per pass and image; a pass decodes
+#: ``chunk * batchsize`` latent codes.
+DEFAULT_CHUNK = 100
+#: Images per pass.
+DEFAULT_BATCHSIZE = 100
+#: Burda et al. (2015), section 5.2.
+ACTIVE_UNIT_THRESHOLD = 0.01
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def log_bernoulli(x, logits):
+    """log p(x|z) of a Bernoulli decoder, summed over the last axis.
+
+    ``sum_d x_d * l_d - softplus(l_d)``, which is ``-bernoulli_nll`` per
+    row; softplus is computed as ``max(l, 0) + log1p(exp(-|l|))`` so that
+    no large logit overflows.
+
+    Args:
+        x: Pixels in [0, 1], shape (..., D); broadcast against ``logits``.
+        logits: Logits of the Bernoulli means, shape (..., D).
+
+    Returns:
+        Array of shape (...), in the dtype of ``logits``.
+    """
+    xp = chainer.backend.get_array_module(logits)
+    softplus = xp.maximum(logits, 0) + xp.log1p(xp.exp(-xp.abs(logits)))
+    return (x * logits - softplus).sum(axis=-1)
+
+
+def log_normal_diag(z, mu, ln_var):
+    """log N(z; mu, diag(exp(ln_var))), summed over the last axis.
+
+    Args:
+        z: Points, shape (..., L).
+        mu: Means, broadcastable to ``z``.
+        ln_var: log(sigma**2), broadcastable to ``z``.
+
+    Returns:
+        Array of shape (...).
+    """
+    xp = chainer.backend.get_array_module(z)
+    return -0.5 * (_LOG_2PI + ln_var + (z - mu) ** 2 * xp.exp(-ln_var)).sum(
+        axis=-1)
+
+
+def log_standard_normal(z):
+    """log N(z; 0, I), summed over the last axis: shape (..., L) -> (...)."""
+    return -0.5 * (_LOG_2PI + z * z).sum(axis=-1)
+
+
+def kl_standard_normal(mu, ln_var):
+    """KL(N(mu, diag(exp(ln_var))) || N(0, I)) per row, in closed form.
+
+    Kingma & Welling (2014), Appendix B:
+    ``0.5 * sum(mu**2 + sigma**2 - log sigma**2 - 1)``.
+
+    Args:
+        mu, ln_var: Shape (..., L); ``ln_var`` is log(sigma**2).
+
+    Returns:
+        Array of shape (...).
+    """
+    xp = chainer.backend.get_array_module(mu)
+    return 0.5 * (mu * mu + xp.exp(ln_var) - ln_var - 1).sum(axis=-1)
+
+
+def sample_q(mu, ln_var, n):
+    """``n`` reparameterized draws of z ~ q(z|x) per row.
+
+    The noise comes from :func:`chainer.functions.gaussian`, the sampler of
+    the training loss, which draws sample-major from the global generator of
+    the arrays' module: ``n`` draws here are the ones ``get_loss_func(k=n)``
+    makes on the same batch, and consecutive calls continue one stream.
+
+    Args:
+        mu, ln_var: Parameters of q, shape (B, L) each (arrays).
+        n (int): Samples per row.
+
+    Returns:
+        Array of shape (n, B, L), dtype of ``mu``.
+    """
+    xp = chainer.backend.get_array_module(mu)
+    shape = (n,) + mu.shape  # (n, B, L)
+    return F.gaussian(xp.broadcast_to(mu, shape),
+                      xp.broadcast_to(ln_var, shape)).array
+
+
+def log_importance_weights(model, x, mu, ln_var, n):
+    """Log importance weights log p(x|z) + log p(z) - log q(z|x), n per image.
+
+    The decoder runs in the model's dtype; the densities are evaluated in
+    float64 at the very (float32) z that was decoded, so that the prior and
+    proposal terms, which nearly cancel, lose no digits.
+
+    Args:
+        model (vae.net.VAE): The model, on the device of the arrays.
+        x: Images, shape (B, D), on the model's device.
+        mu, ln_var: ``model.encode(x)`` as arrays, shape (B, L) each.
+        n (int): Samples per image.
+
+    Returns:
+        float64 array of shape (n, B), on the model's device.
+    """
+    batchsize, n_latent = mu.shape
+    with _inference_mode():
+        z = sample_q(mu, ln_var, n)  # (n, B, L)
+        logits = model.decode(z.reshape(n * batchsize, n_latent),
+                              sigmoid=False).array  # (n*B, D)
+    logits = logits.reshape(n, batchsize, -1)  # (n, B, D)
+    log_px_z = log_bernoulli(x, logits).astype(numpy.float64)  # (n, B)
+    z = z.astype(numpy.float64)  # (n, B, L)
+    return (log_px_z + log_standard_normal(z)
+            - log_normal_diag(z, mu.astype(numpy.float64),
+                              ln_var.astype(numpy.float64)))
+
+
+def elbo(model, x, k=10, batchsize=DEFAULT_BATCHSIZE):
+    """The negative ELBO and its parts, averaged over the images.
+
+    The quantity of the training loss ``model.get_loss_func(C=1, k=k)``:
+    the reconstruction term -E_q[log p(x|z)] estimated with ``k``
+    reparameterized samples per image, plus the KL term in closed form.
+    With ``batchsize >= len(x)`` and the same seed it also uses the loss
+    function's noise (see the module docstring).
+
+    Args:
+        model (vae.net.VAE): The model (on any device).
+        x: Images, shape (N, D), NumPy or on the model's device.
+        k (int): Samples of z per image.
+        batchsize (int): Images per pass.
+
+    Returns:
+        dict: ``loss`` (-ELBO), ``reconstr`` and ``kl``, in nats per image,
+        as floats.
+    """
+    _check_positive(k=k, batchsize=batchsize)
+    reconstr = kl = 0.0
+    for xb, mu, ln_var in _encoded_batches(model, x, batchsize):
+        with _inference_mode():
+            z = sample_q(mu, ln_var, k)  # (k, B, L)
+            logits = model.decode(z.reshape(-1, z.shape[-1]),
+                                  sigmoid=False).array  # (k*B, D)
+        logits = logits.reshape(k, len(xb), -1)  # (k, B, D)
+        reconstr -= float(log_bernoulli(xb, logits).sum(
+            dtype=numpy.float64)) / k
+        kl += float(kl_standard_normal(mu, ln_var).sum(dtype=numpy.float64))
+    n = len(x)
+    return {'loss': (reconstr + kl) / n, 'reconstr': reconstr / n,
+            'kl': kl / n}
+
+
+def log_likelihood(model, x, K=DEFAULT_IW_SAMPLES, chunk=DEFAULT_CHUNK,
+                   batchsize=DEFAULT_BATCHSIZE, progress=True):
+    """Importance-sampled estimate of log p(x) for every image.
+
+    Burda et al. (2015), eq. 8, with q(z|x) as the proposal:
+    ``logsumexp_j [log p(x|z_j) + log p(z_j) - log q(z_j|x)] - log K``.
+    Samples are decoded ``chunk`` at a time, so memory does not grow with
+    ``K``; the log-sum-exp runs on the CPU in float64 and adds the weights
+    one at a time in sample order (``numpy.logaddexp.accumulate``), so the
+    result does not depend on ``chunk``. On NumPy the noise does not either
+    (the chunks continue one stream), and where the BLAS gives a row the
+    same result in matrices of any height, the estimate is bitwise the same
+    for every ``chunk``; ``batchsize`` changes the noise.
+
+    The estimate is biased low by O(1/K), and where q(z|x) is narrower than
+    the posterior's tails the weights are heavy-tailed: rare draws then
+    overshoot by far more than the spread over a few runs suggests.
+
+    Args:
+        model (vae.net.VAE): The model (on any device).
+        x: Images, shape (N, D), NumPy or on the model's device.
+        K (int): Importance samples per image (1 gives an ELBO estimate).
+        chunk (int): Samples decoded per pass and image.
+        batchsize (int): Images per pass.
+        progress (bool): Show a progress bar (tqdm, on stderr).
+
+    Returns:
+        numpy.ndarray: float64, shape (N,), the estimates in nats.
+    """
+    _check_positive(K=K, chunk=chunk, batchsize=batchsize)
+    chunk = min(chunk, K)
+    estimates = []
+    with tqdm(total=len(x) * K, unit='sample', unit_scale=True,
+              desc='log p(x)', disable=not progress) as bar:
+        for xb, mu, ln_var in _encoded_batches(model, x, batchsize):
+            acc = numpy.full(len(xb), -numpy.inf)  # (B,) running logsumexp
+            for start in range(0, K, chunk):
+                n = min(chunk, K - start)
+                log_w = chainer.backend.CpuDevice().send(
+                    log_importance_weights(model, xb, mu, ln_var, n))
+                acc = numpy.logaddexp.accumulate(
+                    numpy.concatenate([acc[None], log_w]), axis=0)[-1]
+                bar.update(n * len(xb))
+            estimates.append(acc - math.log(K))
+    return numpy.concatenate(estimates)
+
+
+def active_units(mu, threshold=ACTIVE_UNIT_THRESHOLD):
+    """Number of latent dimensions whose mean code varies over the data.
+
+    Burda et al. (2015), section 5.2: unit u is active when
+    ``Cov_x(E_q(u|x)[u]) > threshold``; E_q[z] is the encoder's ``mu``.
+
+    Args:
+        mu: Encoder means of a data set, shape (N, L).
+        threshold (float): Variance above which a unit counts as active.
+
+    Returns:
+        int
+    """
+    xp = chainer.backend.get_array_module(mu)
+    variance = xp.asarray(mu, dtype=numpy.float64).var(axis=0)  # (L,)
+    return int((variance > threshold).sum())
+
+
+def evaluate(model, x, k=10, iw_samples=DEFAULT_IW_SAMPLES,
+             iw_chunk=DEFAULT_CHUNK, batchsize=DEFAULT_BATCHSIZE,
+             progress=True):
+    """Every measure of this module on one data set, as a JSON-ready dict.
+
+    Args:
+        model (vae.net.VAE): The model (on any device).
+        x: Images, shape (N, D).
+        k (int): Samples per image of the ELBO.
+        iw_samples (int): Importance samples per image of log p(x); 0 skips
+            that estimate (its entries are then ``None``).
+        iw_chunk (int): See ``chunk`` of :func:`log_likelihood`.
+        batchsize (int): Images per pass.
+        progress (bool): Show a progress bar for log p(x).
+
+    Returns:
+        dict: ``n``, ``k``, ``neg_elbo``, ``reconstr``, ``kl``,
+        ``iw_samples``, ``neg_log_likelihood`` (mean of -log p(x)) and
+        ``neg_log_likelihood_sem`` (its standard error over the images),
+        ``active_units``, ``n_latent``, and ``seconds`` per part.
+    """
+    seconds = {}
+    start = time.perf_counter()
+    bound = elbo(model, x, k=k, batchsize=batchsize)
+    seconds['elbo'] = time.perf_counter() - start
+    result = {'n': len(x), 'k': k, 'neg_elbo': bound['loss'],
+              'reconstr': bound['reconstr'], 'kl': bound['kl'],
+              'iw_samples': iw_samples, 'neg_log_likelihood': None,
+              'neg_log_likelihood_sem': None}
+    if iw_samples:
+        start = time.perf_counter()
+        log_px = log_likelihood(model, x, K=iw_samples, chunk=iw_chunk,
+                                batchsize=batchsize, progress=progress)
+        seconds['log_likelihood'] = time.perf_counter() - start
+        result['neg_log_likelihood'] = -float(log_px.mean())
+        result['neg_log_likelihood_sem'] = (
+            float(log_px.std(ddof=1) / math.sqrt(len(log_px)))
+            if len(log_px) > 1 else None)
+    mu = numpy.concatenate(
+        [chainer.backend.CpuDevice().send(mu_b)
+         for _, mu_b, _ in _encoded_batches(model, x, batchsize)])  # (N, L)
+    result['active_units'] = active_units(mu)
+    result['n_latent'] = model.n_latent
+    result['seconds'] = seconds
+    return result
+
+
+def _encoded_batches(model, x, batchsize):
+    """Yield ``(x, mu, ln_var)`` arrays per batch, on the model's device."""
+    if len(x) == 0:
+        raise ValueError('no images to evaluate')
+    device = model.device
+    for start in range(0, len(x), batchsize):
+        # (B, D), in the model's float32 whatever the caller's dtype
+        xb = device.send(x[start:start + batchsize]).astype(
+            numpy.float32, copy=False)
+        with _inference_mode():
+            mu, ln_var = model.encode(xb)  # (B, L) each
+        yield xb, mu.array, ln_var.array
+
+
+@contextlib.contextmanager
+def _inference_mode():
+    # No graph is kept: evaluation needs no gradients, and a graph would
+    # hold every (chunk * B, n_h) activation until the arrays are dropped.
+    with chainer.using_config('train', False), chainer.no_backprop_mode():
+        yield
+
+
+def _check_positive(**values):
+    for name, value in values.items():
+        if int(value) != value or value < 1:
+            raise ValueError('%s must be a positive integer, got %r'
+                             % (name, value))
