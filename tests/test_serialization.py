@@ -87,3 +87,6 @@ def test_atomic_path_keeps_the_old_file_on_failure(tmp_path):
             f.write('new')
     assert path.read_text() == 'new'
     assert os.listdir(tmp_path) == ['out.txt']
+    mask = os.umask(0)
+    os.umask(mask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask  # not 0600

@@ -56,7 +56,7 @@ def tile_images(images, n_rows, n_cols, pad=0, fill=1.0):
     """Lay images out row by row on one canvas.
 
     Args:
-        images: (N, 784) or (N, 28, 28), N <= n_rows * n_cols; image k goes
+        images: (N, 784) or (N, h, w), N <= n_rows * n_cols; image k goes
             to row k // n_cols, column k % n_cols.
         n_rows, n_cols (int): Size of the grid.
         pad (int): Pixels between neighbouring images.
@@ -65,13 +65,16 @@ def tile_images(images, n_rows, n_cols, pad=0, fill=1.0):
     Returns:
         numpy.ndarray: (n_rows*h + (n_rows-1)*pad, n_cols*w + (n_cols-1)*pad).
     """
-    images = as_images(images)  # (N, h, w)
+    images = numpy.asarray(images)
+    if images.ndim == 2:
+        images = as_images(images)  # (N, 28, 28)
     n, h, w = images.shape
     if n > n_rows * n_cols:
         raise ValueError('%d images do not fit a %dx%d grid'
                          % (n, n_rows, n_cols))
+    dtype = numpy.result_type(images.dtype, type(fill))
     canvas = numpy.full((n_rows * (h + pad) - pad, n_cols * (w + pad) - pad),
-                        fill, dtype=numpy.result_type(images.dtype, type(fill)))
+                        fill, dtype=dtype)
     for k in range(n):
         top, left = (k // n_cols) * (h + pad), (k % n_cols) * (w + pad)
         canvas[top:top + h, left:left + w] = images[k]
@@ -163,7 +166,8 @@ def all_pairs_latents(z_ends, ts):
         class i and column j ends at class j.
     """
     z_ends = numpy.asarray(z_ends, dtype=numpy.float64)
-    t = numpy.asarray(ts, dtype=numpy.float64)[:, None, None, None]  # (T,1,1,1)
+    t = numpy.asarray(ts, dtype=numpy.float64)
+    t = t[:, None, None, None]  # (T, 1, 1, 1)
     start = z_ends[None, :, None, :]  # (1, K, 1, D)
     end = z_ends[None, None, :, :]  # (1, 1, K, D)
     return ((1 - t) * start + t * end).astype(numpy.float32)
@@ -196,8 +200,8 @@ def tsne_embedding(points, n_components=2, perplexity=30.0, seed=0):
     Args:
         points: (N, D) latent means.
         n_components (int): 2 or 3.
-        perplexity (float): Lowered to (N-1)/3 for small N, which
-            scikit-learn requires to be below N.
+        perplexity (float): Lowered to (N-1)/3 for small N, so that the
+            3*perplexity nearest neighbours t-SNE looks at exist.
         seed (int): Random state of the optimisation.
 
     Returns:
@@ -313,8 +317,8 @@ def latent_scatter(mu, labels, arrow=None):
         lookup = dict(zip(classes.tolist(), means))
         missing = [c for c in arrow if c not in lookup]
         if missing:
-            raise ValueError('no point of class %s to draw the arrow from or to'
-                             % missing)
+            raise ValueError('no point of class %s to draw the arrow from '
+                             'or to' % missing)
         start, end = lookup[arrow[0]], lookup[arrow[1]]
         ax.annotate('', xy=tuple(end), xytext=tuple(start), zorder=3,
                     arrowprops=dict(arrowstyle='-|>', color='black', lw=3,
@@ -475,6 +479,10 @@ def write_gif(frames, path, n_frames, duration=FRAME_MS, progress=False,
               desc=None):
     """Write 8-bit frames as a looping GIF, atomically.
 
+    Pillow stores a frame equal to the one before it as a longer display
+    of that frame, so the file may hold fewer frames than were given; the
+    animation and its length are the same.
+
     Args:
         frames: Iterable of (H, W) uint8 gray or (H, W, 3) uint8 RGB
             arrays; a generator keeps only one frame in memory.
@@ -534,8 +542,19 @@ def all_pairs_montage(images, pad=2):
     return to_uint8(montage)
 
 
-def all_pairs_gif(frames, path, scale=2, pad=2, duration=FRAME_MS,
-                  progress=False):
+def quantize(image, levels):
+    """Round a uint8 image to ``levels`` evenly spaced gray values.
+
+    GIF's LZW coding compresses smooth gray poorly; 32 levels look the same
+    for MNIST decodes and make the all-pairs GIF about 2.5x smaller.
+    """
+    step = 255.0 / (levels - 1)
+    levels_of = numpy.round(numpy.asarray(image) / step)
+    return numpy.round(levels_of * step).astype(numpy.uint8)
+
+
+def all_pairs_gif(frames, path, scale=1, pad=2, duration=FRAME_MS,
+                  progress=False, levels=32):
     """Every start digit to every end digit at once (vae_all_9to9.gif).
 
     Args:
@@ -546,15 +565,17 @@ def all_pairs_gif(frames, path, scale=2, pad=2, duration=FRAME_MS,
         pad (int): Gray pixels between cells (before scaling).
         duration (int): Milliseconds per frame.
         progress (bool): Show a progress bar.
+        levels (int): Gray levels kept (see :func:`quantize`).
     """
     frames = numpy.asarray(frames)
-    montages = (upscale(all_pairs_montage(f, pad), scale) for f in frames)
+    montages = (quantize(upscale(all_pairs_montage(f, pad), scale), levels)
+                for f in frames)
     write_gif(montages, path, len(frames), duration, progress)
 
 
 def swiss_roll_frames(points, color, n_frames=36, step=10.0, elev=10.0,
-                      size=(4.0, 4.0), dpi=72):
-    """The 3-D swiss roll seen from ``n_frames`` azimuths ``step`` degrees apart.
+                      size=(5.0, 5.0), dpi=72):
+    """The 3-D swiss roll seen from ``n_frames`` azimuths ``step``° apart.
 
     One figure is drawn again for each view, which is much cheaper than a
     figure per frame.
@@ -575,6 +596,7 @@ def swiss_roll_frames(points, color, n_frames=36, step=10.0, elev=10.0,
     fig = Figure(figsize=size, dpi=dpi)
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1, projection='3d')
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=1)
     ax.scatter(points[:, 0], points[:, 1], points[:, 2], c=color,
                cmap='Spectral', s=6)
     ax.set_xticks([])
