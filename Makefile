@@ -15,7 +15,8 @@ PYTEST_ARGS ?=
 data_flag := $(if $(DATA_DIR),--data-dir $(DATA_DIR),)
 PY := .venv/bin/python
 
-.PHONY: venv run train figures test test-numpy1 test-numpy2 clean
+.PHONY: venv run train figures article readme-figures test test-numpy1 \
+        test-numpy2 clean
 
 # $(1): venv folder, $(2): constraints file, $(3): extra requirements.
 # PIP_CONSTRAINT also reaches the isolated environment in which pip builds
@@ -40,6 +41,20 @@ figures: .venv/.installed
 	$(PY) scripts/plot_latent.py --model $(OUT)/model.npz $(data_flag)
 
 run: train figures
+
+# The article's two published runs, then the figures shown in the README.
+article: .venv/.installed
+	$(PY) scripts/train.py --config configs/article_z20.json --out result/article_z20 $(data_flag) $(TRAIN_ARGS)
+	$(PY) scripts/train.py --config configs/article_z2.json --out result/article_z2 $(data_flag) $(TRAIN_ARGS)
+
+readme-figures: .venv/.installed
+	$(PY) scripts/plot_latent.py --model result/article_z2/model.npz --out docs/figures/z2 $(data_flag) \
+	    --only reconstruction scatter scatter-arrow map interpolation prior loss
+	$(PY) scripts/plot_latent.py --model result/article_z20/model.npz --out docs/figures/z20 $(data_flag) \
+	    --only reconstruction all-pairs interpolation tsne prior loss
+	rm -rf docs/figures/z20/projector
+	$(PY) scripts/plot_swiss_roll.py --out docs/figures
+	cp result/article_z20/network.png docs/figures/network.png
 
 test: test-numpy1 test-numpy2
 
