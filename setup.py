@@ -24,6 +24,8 @@ setup(
         "scikit-learn>=1.0",
         "Pillow>=9",
         "tqdm>=4.60",
+        # vae/fast.py: FlatAdam's one-pass update (0.60: NumPy 2, Python 3.12)
+        "numba>=0.60",
     ],
     extras_require={
         "gpu": ["cupy>=7"],

@@ -1,0 +1,341 @@
+#!/usr/bin/env python
+"""Training throughput of the article's VAE against the machine's GEMM rate.
+
+    python scripts/benchmark.py                      # CPU, batch 50..500
+    python scripts/benchmark.py --batch-sizes 100 --json bench.json
+    python scripts/benchmark.py --gpu 0              # also a CUDA GPU
+    python scripts/benchmark.py --quick              # a smoke run
+
+For each batch size it times training steps of the article's network
+(784-500-500-20, softplus, Adam, k = 1) as ``scripts/train.py`` takes them
+(the updater with its iterator, converter, NaN guard, forward, backward and
+Adam step) on two paths: ``plain`` (Chainer's functions and Adam, the
+reference) and ``fast`` (vae/fast.py: one fused loss node and the flat Adam;
+CPU only). In the same rounds it times the float32 matrix products that one
+step performs, with the same shapes and transposes, and a large square
+product, and reports the fraction of the step-GEMM rate that training
+reaches. Timed blocks of steps alternate between the paths and the GEMMs, so
+that the load of other processes drifts over all of them alike: compare
+within one run, and read the ratios rather than the absolute values.
+
+FLOPs are counted from the layer sizes (:func:`flops_per_sample`); data are
+random images of MNIST's shape, which cost what real ones do. Peak memory is
+the tracemalloc peak (NumPy reports its buffers to it) over a few steps, from
+before the model was built: parameters, Adam state, activations and
+gradients, without the data set. On a GPU it is CuPy's memory-pool peak.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import tracemalloc
+
+import chainer
+import numpy
+
+from vae import device as device_lib, fast
+from vae.net import VAE
+from vae.serialization import atomic_write_text
+from vae.training import GuardedUpdater
+
+#: The article's network: (n_in, n_h, n_latent) and activation.
+SIZES = (784, 500, 20)
+ACTIVATION = 'softplus'
+#: Images in an epoch of MNIST's training set.
+EPOCH = 60000
+PATHS = ('plain', 'fast')
+
+FULL = dict(batch_sizes=(50, 100, 200, 500), rounds=5, steps=None,
+            warmup=5, square=2048)
+QUICK = dict(batch_sizes=(50,), rounds=3, steps=3, warmup=1, square=512)
+#: Images in a timed block of steps when --steps is not given.
+STEP_SAMPLES = 2000
+
+
+def layer_shapes(n_in, n_h, n_latent):
+    """(n_in, n_out) of the encoder's and the decoder's linear layers."""
+    encoder = [(n_in, n_h), (n_h, n_h), (n_h, n_latent), (n_h, n_latent)]
+    decoder = [(n_latent, n_h), (n_h, n_h), (n_h, n_in)]
+    return encoder, decoder
+
+
+def flops_per_sample(n_in, n_h, n_latent, k=1):
+    """Floating-point operations of the matrix products of one training
+    example (a multiply-add counts as 2).
+
+    Forward, each linear layer n_in -> n_out costs 2 n_in n_out per row
+    (the decoder's k times, once per sample of z). Backward, each layer
+    costs twice that: the weight gradient gy^T x and the input gradient
+    gy W, except the first layer, whose input gradient (with respect to the
+    data) is not computed. For 784-500-500-20 and k = 1: 2.628 MFLOP
+    forward + 4.472 MFLOP backward = 7.1 MFLOP, 426 GFLOP an epoch.
+    Element-wise work and Adam are not counted.
+    """
+    encoder, decoder = layer_shapes(n_in, n_h, n_latent)
+    forward = (2 * sum(a * b for a, b in encoder)
+               + 2 * k * sum(a * b for a, b in decoder))
+    return forward + 2 * forward - 2 * n_in * n_h
+
+
+def step_gemms(xp, batch, n_in, n_h, n_latent, k=1):
+    """Operand pairs and a callable for the matrix products of one step.
+
+    The shapes and transposes are those of Chainer's ``LinearFunction``
+    (and of the fused node, which makes the same calls): y = x W^T,
+    gW = gy^T x, gx = gy W.
+    """
+    encoder, decoder = layer_shapes(n_in, n_h, n_latent)
+    rng = numpy.random.RandomState(0)
+
+    def rand(*shape):
+        return xp.asarray(rng.standard_normal(shape).astype(numpy.float32))
+
+    products = []  # (a, b) for a.dot(b)
+    for rows, layers in ((batch, encoder), (k * batch, decoder)):
+        for i, (a, b) in enumerate(layers):
+            x, w, gy = rand(rows, a), rand(b, a), rand(rows, b)
+            products += [(x, w.T), (gy.T, x)]
+            if not (layers is encoder and i == 0):
+                products.append((gy, w))
+
+    def run():
+        for a, b in products:
+            a.dot(b)
+    return run
+
+
+def synchronizer(xp):
+    """A callable that waits for the device (a no-op on the CPU)."""
+    if xp is numpy:
+        return lambda: None
+    return xp.cuda.get_current_stream().synchronize
+
+
+def time_block(func, repeat, sync):
+    """Seconds per call of ``func``, over ``repeat`` calls."""
+    sync()
+    start = time.perf_counter()
+    for _ in range(repeat):
+        func()
+    sync()
+    return (time.perf_counter() - start) / repeat
+
+
+def square_gemm_rate(xp, n, rounds, sync):
+    """GFLOP/s of an n x n x n float32 product (median of ``rounds``)."""
+    rng = numpy.random.RandomState(1)
+    a, b = (xp.asarray(rng.standard_normal((n, n)).astype(numpy.float32))
+            for _ in range(2))
+    # blocks of at least 0.05 s, so that a small n is not timer noise
+    repeat = max(3, int(0.05 / time_block(lambda: a.dot(b), 1, sync)))
+    seconds = statistics.median(
+        time_block(lambda: a.dot(b), repeat, sync) for _ in range(rounds))
+    return 2.0 * n ** 3 / seconds / 1e9
+
+
+class Trainer(object):
+    """One path's training steps, as scripts/train.py's updater takes them.
+
+    Args:
+        path (str): ``'plain'`` or ``'fast'``.
+        batch (int): Minibatch size.
+        data (numpy.ndarray): Training images, (N, n_in) float32.
+        device (chainer.backend.Device): Where to train.
+    """
+
+    def __init__(self, path, batch, data, device):
+        numpy.random.seed(0)
+        self.model = VAE(SIZES[0], SIZES[2], SIZES[1], ACTIVATION)
+        self.model.to_device(device)
+        if path == 'fast':
+            optimizer = fast.FlatAdam()
+            loss_func = fast.loss_func(self.model)
+        else:
+            optimizer = chainer.optimizers.Adam()
+            loss_func = self.model.get_loss_func()
+        optimizer.setup(self.model)
+        iterator = chainer.iterators.SerialIterator(data, batch)
+        self._updater = GuardedUpdater(iterator, optimizer, device=device,
+                                       loss_func=loss_func)
+        self._reporter = chainer.Reporter()
+        self._reporter.add_observer('main', self.model)
+
+    def step(self):
+        with self._reporter.scope({}):
+            self._updater.update()
+
+
+def peak_memory(path, batch, data, device, steps):
+    """Peak bytes over building the model and ``steps`` training steps."""
+    if device.xp is numpy:
+        tracemalloc.start()
+        try:
+            trainer = Trainer(path, batch, data, device)
+            for _ in range(steps):
+                trainer.step()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    pool = device.xp.get_default_memory_pool()
+    pool.free_all_blocks()
+    trainer = Trainer(path, batch, data, device)
+    for _ in range(steps):
+        trainer.step()
+    # the pool keeps what it held at its peak
+    return pool.total_bytes()
+
+
+def benchmark(device, batch_sizes, rounds, steps, warmup, square, paths):
+    """Measures every path at every batch size on ``device``.
+
+    Returns:
+        dict: ``square_gflops`` and ``rows``, one dict per (batch, path)
+        with s/step, s/epoch, samples/s, GFLOP/s, the step-GEMM rate and
+        the fractions of both GEMM rates, and the peak memory.
+    """
+    xp = device.xp
+    sync = synchronizer(xp)
+    flops = flops_per_sample(*SIZES)
+    result = {'square_n': square, 'flops_per_sample': flops, 'rows': [],
+              'square_gflops': square_gemm_rate(xp, square, rounds, sync)}
+    for batch in batch_sizes:
+        n_steps = steps or max(2, STEP_SAMPLES // batch)
+        rng = numpy.random.RandomState(0)
+        data = rng.random_sample(
+            ((n_steps + warmup + 1) * batch, SIZES[0])).astype(numpy.float32)
+        gemms = step_gemms(xp, batch, *SIZES)
+        trainers = {path: Trainer(path, batch, data, device)
+                    for path in paths}
+        for trainer in trainers.values():
+            for _ in range(warmup):
+                trainer.step()
+        gemms()
+        times = {name: [] for name in ('gemm',) + tuple(paths)}
+        for _ in range(rounds):
+            times['gemm'].append(time_block(gemms, n_steps, sync))
+            for path in paths:
+                times[path].append(
+                    time_block(trainers[path].step, n_steps, sync))
+        gemm_rate = flops * batch / statistics.median(times['gemm']) / 1e9
+        for path in paths:
+            step = statistics.median(times[path])
+            rate = flops * batch / step / 1e9
+            row = {
+                'batch': batch, 'path': path, 'steps': n_steps,
+                'rounds': rounds, 's_per_step': step,
+                's_per_epoch': step * EPOCH / batch,
+                'samples_per_s': batch / step, 'gflops': rate,
+                'step_gemm_gflops': gemm_rate,
+                'fraction_of_step_gemm': rate / gemm_rate,
+                'fraction_of_square_gemm': rate / result['square_gflops'],
+                'peak_memory_bytes': peak_memory(
+                    path, batch, data, device, max(2, warmup)),
+            }
+            result['rows'].append(row)
+    return result
+
+
+COLUMNS = (  # (header, cell text from a row)
+    ('batch', lambda r: '%d' % r['batch']),
+    ('path', lambda r: r['path']),
+    ('s/epoch', lambda r: '%.2f' % r['s_per_epoch']),
+    ('samples/s', lambda r: '%.0f' % r['samples_per_s']),
+    ('GFLOP/s', lambda r: '%.1f' % r['gflops']),
+    ('GEMM GFLOP/s', lambda r: '%.1f' % r['step_gemm_gflops']),
+    ('of GEMM', lambda r: '%.0f %%' % (100 * r['fraction_of_step_gemm'])),
+    ('of square', lambda r: '%.0f %%'
+     % (100 * r['fraction_of_square_gemm'])),
+    ('speed-up', lambda r: '%.2fx' % r['speedup']),
+    ('peak MB', lambda r: '%.1f' % (r['peak_memory_bytes'] / 2.0 ** 20)),
+)
+
+
+def format_table(result):
+    """The results as a text table, with the fast path's speed-up."""
+    plain = {r['batch']: r['s_per_step'] for r in result['rows']
+             if r['path'] == 'plain'}
+    rows = []
+    for r in result['rows']:
+        r = dict(r, speedup=plain.get(r['batch'], r['s_per_step'])
+                 / r['s_per_step'])
+        rows.append([cell(r) for _, cell in COLUMNS])
+    headers = [h for h, _ in COLUMNS]
+    widths = [max(len(x) for x in col) for col in zip(headers, *rows)]
+    lines = ['  '.join(x.rjust(w) for x, w in zip(line, widths))
+             for line in [headers] + rows]
+    return '\n'.join(
+        ['device: %s; float32 %d^3 GEMM: %.1f GFLOP/s; %.2f MFLOP per '
+         'example (matrix products)'
+         % (result['device'], result['square_n'], result['square_gflops'],
+            result['flops_per_sample'] / 1e6)] + lines
+        + ['GEMM GFLOP/s: the rate of one step\'s matrix products alone; '
+           'of GEMM, of square: the share of that rate and of the square '
+           'product\'s that training reaches; speed-up: over plain'])
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError('must be >= 1, got %d' % value)
+    return value
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument('--batch-sizes', '-b', type=positive_int, nargs='+',
+                   help='batch sizes (default %s; --quick: %s)'
+                   % (' '.join(map(str, FULL['batch_sizes'])),
+                      ' '.join(map(str, QUICK['batch_sizes']))))
+    p.add_argument('--rounds', type=positive_int,
+                   help='timed blocks per path and batch size; the median '
+                   'counts (default %d)' % FULL['rounds'])
+    p.add_argument('--steps', type=positive_int,
+                   help='training steps in a block (default: %d images\' '
+                   'worth)' % STEP_SAMPLES)
+    p.add_argument('--gpu', '-g', type=int, default=-1,
+                   help='also run on this CUDA GPU (CuPy); the fast path is '
+                   'CPU only (default: CPU only)')
+    p.add_argument('--quick', action='store_true',
+                   help='a smoke run: %d steps, batch %d, small square GEMM'
+                   % (QUICK['steps'], QUICK['batch_sizes'][0]))
+    p.add_argument('--json', metavar='FILE',
+                   help='also write the results to FILE (JSON)')
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    preset = dict(QUICK if args.quick else FULL)
+    for key in ('batch_sizes', 'rounds', 'steps'):
+        if getattr(args, key) is not None:
+            preset[key] = getattr(args, key)
+    runs = [(device_lib.get_device(-1), PATHS)]
+    if args.gpu >= 0:
+        try:
+            runs.append((device_lib.get_device(args.gpu), ('plain',)))
+        except device_lib.DeviceError as e:
+            sys.exit('error: %s' % e)
+    results = []
+    for device, paths in runs:
+        result = benchmark(device, paths=paths, **preset)
+        result['device'] = describe(device)
+        results.append(result)
+        print(format_table(result), flush=True)
+    if args.json:
+        atomic_write_text(args.json, json.dumps(results, indent=2) + '\n')
+    return 0
+
+
+def describe(device):
+    """The device in words."""
+    if device.xp is numpy:
+        return 'CPU (%d cores), NumPy %s' % (os.cpu_count(), numpy.__version__)
+    props = device.xp.cuda.runtime.getDeviceProperties(device.device.id)
+    return '%s (%s)' % (device, props['name'].decode())
+
+
+if __name__ == '__main__':
+    sys.exit(main())

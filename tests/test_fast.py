@@ -1,0 +1,347 @@
+"""vae/fast.py against the plain path: the same numbers, bit for bit.
+
+The fused loss node and the flat Adam repeat Chainer's CPU arithmetic
+operation for operation, so these tests compare with exact equality; a
+tolerance would hide a reordered sum.
+"""
+import json
+import os
+import types
+
+import chainer
+import numpy
+import pytest
+
+from scriptutil import load_script
+from vae import fast, training
+from vae.net import VAE
+from vae.serialization import load_model
+
+train_script = load_script('train')
+
+SMALL = ['--test', '--n-hidden', '64', '-z', '3', '--no-progress']
+
+
+def small_model(activation='softplus', sizes=(30, 3, 16), seed=1):
+    numpy.random.seed(seed)
+    return VAE(sizes[0], sizes[1], sizes[2], activation)
+
+
+def images(batch, n_in, seed=2):
+    return numpy.random.RandomState(seed).rand(batch, n_in).astype(
+        numpy.float32)
+
+
+def observe(model, lf, x):
+    """``lf(x)`` and what it reported (with the graph kept)."""
+    reporter = chainer.Reporter()
+    reporter.add_observer('main', model)
+    observation = {}
+    with reporter.scope(observation), \
+            chainer.using_config('keep_graph_on_report', True):
+        loss = lf(x)
+    return loss, observation
+
+
+def loss_and_grads(model, lf, x, seed=5):
+    """Loss value, reports and every parameter gradient of ``lf(x)``."""
+    numpy.random.seed(seed)
+    model.cleargrads()
+    loss, observation = observe(model, lf, x)
+    loss.backward()
+    reports = {key.split('/')[-1]: float(value.array)
+               for key, value in observation.items()}
+    grads = {name: param.grad.copy() for name, param in model.namedparams()}
+    return float(loss.array), reports, grads, numpy.random.get_state()[1]
+
+
+def assert_same(a, b):
+    for name in a:
+        numpy.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+@pytest.mark.parametrize('activation', fast.ACTIVATIONS)
+@pytest.mark.parametrize('k,C', [(1, 1.0), (3, 1.0), (1, 0.3), (4, 2.5)])
+def test_fused_loss_and_gradients_equal_the_plain_path(activation, k, C):
+    model = small_model(activation)
+    x = images(7, 30)
+    plain = loss_and_grads(model, model.get_loss_func(C=C, k=k), x)
+    fused = loss_and_grads(model, fast.loss_func(model, C=C, k=k), x)
+    assert fused[0] == plain[0]
+    assert fused[1] == plain[1]  # loss, reconstr, kl as reported
+    assert set(fused[1]) == {'loss', 'reconstr', 'kl'}
+    assert_same(plain[2], fused[2])
+    # the same noise was drawn: the generator is in the same state after
+    numpy.testing.assert_array_equal(plain[3], fused[3])
+
+
+def test_article_network_at_batch_100_is_bit_identical():
+    model = small_model('softplus', (784, 20, 500))
+    x = images(100, 784)
+    plain = loss_and_grads(model, model.get_loss_func(), x)
+    fused = loss_and_grads(model, fast.loss_func(model), x)
+    assert fused[:2] == plain[:2]
+    assert_same(plain[2], fused[2])
+
+
+@pytest.mark.parametrize('term', ['reconstr', 'kl'])
+def test_gradients_of_each_reported_term(term):
+    # backprop from one reported part alone, as from the plain Variables
+    model = small_model('tanh')
+    x = images(5, 30)
+    grads = []
+    for lf in (model.get_loss_func(C=0.7, k=2),
+               fast.loss_func(model, C=0.7, k=2)):
+        numpy.random.seed(3)
+        model.cleargrads()
+        observe(model, lf, x)[1]['main/' + term].backward()
+        # a term that does not reach a parameter leaves it None (plain) or
+        # zero (fused), which Adam treats alike
+        grads.append({name: numpy.zeros_like(p.array) if p.grad is None
+                      else p.grad.copy() for name, p in model.namedparams()})
+    assert_same(*grads)
+
+
+def test_evaluation_mode_gives_the_same_loss():
+    model = small_model()
+    x = images(6, 30)
+    values = []
+    for lf in (model.get_loss_func(k=10), fast.loss_func(model, k=10)):
+        numpy.random.seed(0)
+        with chainer.no_backprop_mode(), chainer.using_config('train', False):
+            values.append(float(lf(x).array))
+    assert values[0] == values[1]
+
+
+def test_gradients_are_views_of_one_flat_array_in_name_order():
+    model = small_model()
+    model.cleargrads()  # as the updater does: no stale gradient to add to
+    fast.loss_func(model)(images(4, 30)).backward()
+    names = fast.param_names(model)
+    params = dict(model.namedparams())
+    base = params[names[0]].grad.base
+    assert base is not None and base.size == sum(p.size for p in
+                                                 model.params())
+    offset = 0
+    for name in names:
+        grad = params[name].grad
+        assert grad.base is base, name
+        assert numpy.shares_memory(grad, base[offset:offset + grad.size])
+        offset += grad.size
+
+
+def test_data_gets_no_gradient():
+    model = small_model()
+    x = chainer.Variable(images(4, 30))
+    fast.loss_func(model)(x).backward()
+    assert x.grad is None
+
+
+def test_what_the_fused_loss_does_not_support():
+    with pytest.raises(ValueError, match="activations softplus, tanh, "
+                       "sigmoid, relu, not 'elu'"):
+        fast.loss_func(small_model('elu'))
+    with pytest.raises(ValueError, match='k must be a positive integer'):
+        fast.loss_func(small_model(), k=0)
+    model = small_model()
+    assert fast.unsupported_reason(model) is None
+    assert fast.unsupported_reason(model, chainer.get_device('@numpy')) \
+        is None
+    gpu = types.SimpleNamespace(xp=object())  # any device but NumPy
+    assert 'CPU only' in fast.unsupported_reason(model, gpu)
+    for param in model.params():
+        param.array = param.array.astype(numpy.float64)
+    assert 'float32' in fast.unsupported_reason(model)
+
+
+# -- FlatAdam --------------------------------------------------------------
+
+def train_steps(optimizer, lf_of, steps=4, hooks=()):
+    """The model and optimizer after ``steps`` updates on random data."""
+    model = small_model(seed=0)
+    optimizer.setup(model)
+    for hook in hooks:
+        optimizer.add_hook(hook)
+    lf = lf_of(model)
+    data = images(6 * steps, 30, seed=4)
+    numpy.random.seed(7)
+    for i in range(steps):
+        optimizer.update(lf, data[6 * i:6 * (i + 1)])
+    return model, optimizer
+
+
+def state_of(model, optimizer):
+    """Copies of the parameters and of every piece of Adam's state."""
+    out = {'param' + name: p.array.copy() for name, p in model.namedparams()}
+    for name, p in model.namedparams():
+        for key, value in p.update_rule.state.items():
+            out[key + name] = value.copy()
+        out['t' + name] = numpy.array(p.update_rule.t)
+    out['t'] = numpy.array(optimizer.t)
+    return out
+
+
+@pytest.mark.parametrize('fused', [False, True], ids=['plain-loss',
+                                                      'fused-loss'])
+def test_flat_adam_equals_chainer_adam(fused):
+    def lf_of(model):
+        return fast.loss_func(model, k=2) if fused else \
+            model.get_loss_func(k=2)
+    expected = state_of(*train_steps(chainer.optimizers.Adam(alpha=3e-3),
+                                     lf_of))
+    got = state_of(*train_steps(fast.FlatAdam(alpha=3e-3), lf_of))
+    assert sorted(got) == sorted(expected)
+    assert_same(expected, got)
+
+
+def test_flat_adam_takes_its_own_path(monkeypatch):
+    def fallback(*args, **kwargs):
+        raise AssertionError('FlatAdam fell back to per-parameter updates')
+    monkeypatch.setattr(chainer.optimizer.GradientMethod, 'update', fallback)
+    train_steps(fast.FlatAdam(), fast.loss_func)
+    train_steps(fast.FlatAdam(), VAE.get_loss_func)
+
+
+@pytest.mark.parametrize('settings,hooks', [
+    (dict(amsgrad=True), ()), (dict(weight_decay_rate=1e-2), ()),
+    (dict(eta=0.5), ()),
+    ({}, (chainer.optimizer_hooks.GradientClipping(0.05),))],
+    ids=['amsgrad', 'weight-decay', 'eta', 'hook'])
+def test_flat_adam_falls_back_or_agrees_beyond_the_defaults(settings, hooks):
+    results = [state_of(*train_steps(cls(alpha=3e-3, **settings),
+                                     VAE.get_loss_func, hooks=hooks))
+               for cls in (chainer.optimizers.Adam, fast.FlatAdam)]
+    assert_same(*results)
+
+
+def test_flat_adam_keeps_working_when_arrays_are_replaced():
+    # Deserializers and device moves may put new arrays in place of the
+    # views; FlatAdam copies them back into its buffers.
+    expected = state_of(*train_steps(chainer.optimizers.Adam(),
+                                     VAE.get_loss_func, steps=6))
+    model, optimizer = train_steps(fast.FlatAdam(), VAE.get_loss_func,
+                                   steps=3)
+    for param in model.params():
+        param.array = param.array.copy()
+        state = param.update_rule.state
+        for key in state:
+            state[key] = state[key].copy()
+    # steps 4 to 6 as train_steps takes them (the noise stream goes on)
+    lf = model.get_loss_func()
+    data = images(36, 30, seed=4)
+    for i in range(3, 6):
+        optimizer.update(lf, data[6 * i:6 * (i + 1)])
+    assert_same(expected, state_of(model, optimizer))
+
+
+def test_flat_adam_snapshots_load_into_chainer_adam_and_back(tmp_path):
+    model, optimizer = train_steps(fast.FlatAdam(), VAE.get_loss_func)
+    path = str(tmp_path / 'flat.npz')
+    chainer.serializers.save_npz(path, optimizer)
+    expected = state_of(model, optimizer)
+
+    plain = chainer.optimizers.Adam()
+    plain.setup(small_model())
+    for name, param in plain.target.namedparams():
+        param.array[...] = dict(model.namedparams())[name].array
+    chainer.serializers.load_npz(path, plain)
+    assert_same(expected, state_of(plain.target, plain))
+
+    chainer.serializers.save_npz(path, plain)
+    again = fast.FlatAdam()
+    again.setup(plain.target.copy(mode='copy'))
+    chainer.serializers.load_npz(path, again)
+    assert_same(expected, state_of(again.target, again))
+
+    # and both go on alike
+    x = images(6, 30, seed=8)
+    for optimizer in (plain, again):
+        numpy.random.seed(9)
+        optimizer.update(optimizer.target.get_loss_func(), x)
+    assert_same(state_of(plain.target, plain), state_of(again.target, again))
+
+
+# -- training through scripts/train.py -------------------------------------
+
+def run(out, mnist_dir, *extra):
+    return train_script.main(SMALL + ['--data-dir', mnist_dir, '-o', str(out)]
+                             + list(extra))
+
+
+def read_log(out):
+    with open(os.path.join(out, 'log')) as f:
+        return [{k: v for k, v in e.items() if k != 'elapsed_time'}
+                for e in json.load(f)]
+
+
+def params_of(path):
+    return {name: p.array for name, p in load_model(path).namedparams()}
+
+
+def test_fast_training_run_equals_the_plain_one(tmp_path, mnist_dir):
+    run(tmp_path / 'plain', mnist_dir, '-e', '2', '--no-fast')
+    run(tmp_path / 'fast', mnist_dir, '-e', '2', '--fast')
+    assert_same(params_of(tmp_path / 'plain' / 'model.npz'),
+                params_of(tmp_path / 'fast' / 'model.npz'))
+    log = read_log(tmp_path / 'fast')
+    assert log == read_log(tmp_path / 'plain')
+    assert [e['epoch'] for e in log] == [1, 2]
+    assert log[1]['main/loss'] < log[0]['main/loss']
+    graph = (tmp_path / 'fast' / 'cg.dot').read_text()
+    assert 'label="VAELoss"' in graph
+
+
+def test_a_plain_run_resumed_on_the_fast_path_equals_an_uninterrupted_one(
+        tmp_path, mnist_dir, monkeypatch):
+    # the snapshot of one path continues on the other, exactly
+    straight = tmp_path / 'straight'
+    run(straight, mnist_dir, '-e', '3')
+
+    resumed = tmp_path / 'resumed'
+    original = training.GuardedUpdater.update_core
+
+    def interrupt_mid_epoch_3(self):
+        if self.iteration == 24:  # 10 iterations an epoch
+            raise KeyboardInterrupt
+        original(self)
+
+    monkeypatch.setattr(training.GuardedUpdater, 'update_core',
+                        interrupt_mid_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        run(resumed, mnist_dir, '-e', '3', '--no-fast')
+    monkeypatch.undo()
+    assert (resumed / 'snapshot_epoch_2').exists()
+    run(resumed, mnist_dir, '-e', '3', '--fast')
+
+    assert_same(params_of(straight / 'model.npz'),
+                params_of(resumed / 'model.npz'))
+    assert read_log(straight) == read_log(resumed)
+
+
+def test_non_finite_loss_stops_the_fast_path(tmp_path, mnist_dir,
+                                             monkeypatch):
+    original = fast.VAELoss.forward_cpu
+    calls = {'train': 0}
+
+    def nan_at_iteration_5(self, inputs):
+        outputs = original(self, inputs)
+        if self._k == 1:  # training calls (evaluation uses k_test = 10)
+            calls['train'] += 1
+            if calls['train'] == 5:
+                return tuple(numpy.full_like(o, numpy.nan) for o in outputs)
+        return outputs
+
+    monkeypatch.setattr(fast.VAELoss, 'forward_cpu', nan_at_iteration_5)
+    out = tmp_path / 'run'
+    with pytest.raises(SystemExit, match=r'non-finite loss.*iteration 5 '):
+        run(out, mnist_dir, '-e', '1', '--fast')
+    assert not (out / 'model.npz').exists()
+
+
+def test_unsupported_models_train_on_the_plain_path(tmp_path, mnist_dir,
+                                                    capsys):
+    out = tmp_path / 'elu'
+    assert run(out, mnist_dir, '-e', '1', '--fast', '--activation',
+               'elu') == 0
+    assert "not 'elu'; training on the plain path" in capsys.readouterr().err
+    assert 'label="LinearFunction"' in (out / 'cg.dot').read_text()
