@@ -149,30 +149,54 @@ class LossPlot(training.Extension):
             fig.savefig(tmp, format='png', dpi=100)
 
 
-class GraphExport(extensions.DumpGraph):
-    """The loss's computational graph as ``cg.dot`` and ``network.png``.
+class GraphExport(training.Extension):
+    """The article's computational graph of the loss: ``cg.dot``, ``network.png``.
 
-    Like ``DumpGraph``, once, at the first iteration; the files are written
-    atomically, and the PNG is rendered with Graphviz's ``dot`` when it is
-    installed (otherwise a one-line hint says how to make it).
+    Drawn once, when training starts and ``cg.dot`` is missing, from the
+    plain loss (``model.get_loss_func``, Chainer's own functions, as the
+    article drew it) on a CPU copy of the model, whichever path trains. The
+    random state is put back afterwards, so drawing it changes no result.
+    The files are written atomically; the PNG needs Graphviz's ``dot``
+    (without it a one-line hint says how to make it).
     """
 
-    def __init__(self, root_name='main/loss', filename=GRAPH_DOT,
-                 image=GRAPH_PNG):
-        super(GraphExport, self).__init__(root_name, filename)
+    trigger = (1, 'epoch')
+    priority = training.PRIORITY_READER
+
+    def __init__(self, model, x, C, k, filename=GRAPH_DOT, image=GRAPH_PNG):
+        self._model = model
+        self._x = x
+        self._C = C
+        self._k = k
+        self._filename = filename
         self._image = image
 
+    def initialize(self, trainer):
+        dot_path = os.path.join(trainer.out, self._filename)
+        if os.path.exists(dot_path):
+            return
+        graph = loss_graph(self._model, self._x, self._C, self._k)
+        serialization.atomic_write_text(dot_path, graph)
+        render_graph(dot_path, os.path.join(trainer.out, self._image))
+
     def __call__(self, trainer):
-        try:
-            var = trainer.observation[self._root_name]
-            graph = chainer.computational_graph.build_computational_graph(
-                [var], variable_style=self._variable_style,
-                function_style=self._function_style).dump()
-            dot_path = os.path.join(trainer.out, self._filename)
-            serialization.atomic_write_text(dot_path, graph)
-            render_graph(dot_path, os.path.join(trainer.out, self._image))
-        finally:
-            chainer.config.keep_graph_on_report = self._original_flag
+        pass
+
+
+def loss_graph(model, x, C=1.0, k=1):
+    """Graphviz source of the plain loss's graph on the batch ``x`` (NumPy)."""
+    model = model.copy(mode='copy')
+    model.to_device('@numpy')
+    state = numpy.random.get_state()  # F.gaussian draws from it
+    try:
+        reporter = chainer.Reporter()
+        reporter.add_observer('main', model)
+        with reporter.scope({}):
+            loss = model.get_loss_func(C=C, k=k)(numpy.asarray(x))
+    finally:
+        numpy.random.set_state(state)
+    return chainer.computational_graph.build_computational_graph(
+        [loss]).dump()
 
 
 def render_graph(dot_path, png_path):
@@ -256,8 +280,12 @@ def seed_everything(seed, device):
 
 
 def train(config, out, train_data, test_data, device, resume=None,
-          progress=True, n_in=784, fast=False):
+          progress=True, n_in=784):
     """Train a VAE as ``config`` says, writing everything under ``out``.
+
+    ``config['fast']`` trains and evaluates with :mod:`vae.fast` (the fused
+    loss and the flat Adam: the same numbers, faster) where it supports the
+    model and device; elsewhere a note says so and the plain path runs.
 
     Args:
         config (dict): A resolved configuration (:func:`vae.config.resolve`).
@@ -267,10 +295,6 @@ def train(config, out, train_data, test_data, device, resume=None,
         device (chainer.backend.Device): Where to train.
         resume (str): A snapshot to start from instead of the latest in out.
         progress (bool): Show Chainer's progress bar.
-        fast (bool): Train and evaluate with :mod:`vae.fast` (the fused loss
-            and the flat Adam: the same numbers, faster) where it supports
-            the model and device; elsewhere a note says so and the plain
-            path runs.
 
     Returns:
         VAE: the trained model, on ``device``.
@@ -287,6 +311,7 @@ def train(config, out, train_data, test_data, device, resume=None,
         json.dumps(config, indent=2, sort_keys=True) + '\n')
 
     model.to_device(device)
+    fast = config['fast']
     why_not = fast and fast_lib.unsupported_reason(model, device)
     if why_not:
         print('note: %s; training on the plain path' % why_not,
@@ -311,7 +336,8 @@ def train(config, out, train_data, test_data, device, resume=None,
     trainer.extend(extensions.Evaluator(
         test_iter, model, device=device,
         eval_func=make_loss_func(C=config['C'], k=config['k_test'])))
-    trainer.extend(GraphExport())
+    trainer.extend(GraphExport(model, test_data[:config['batchsize']],
+                               config['C'], config['k']))
     log_report = extensions.LogReport(filename=LOG_FILE)
     trainer.extend(log_report)
     trainer.extend(LossPlot(log_report))
