@@ -22,6 +22,7 @@ import json
 import os
 import sys
 
+from vae import cli
 from vae import config as config_lib
 from vae import datasets, device as device_lib, evaluation
 from vae.serialization import ModelFileError, atomic_write_text, load_model
@@ -97,13 +98,8 @@ def build_parser():
                    help='binarize the images (dynamic: one Bernoulli sample '
                    'fixed by --seed); default: continuous pixels, as the '
                    'article')
-    p.add_argument('--data-dir', help='folder with the four MNIST IDX files '
-                   '(gzipped or not); default: cache, then download')
-    p.add_argument('--gpu', '-g', type=int,
-                   help='GPU id (CuPy), or -1 for the CPU (default -1)')
-    p.add_argument('--device', '-d',
-                   help='any Chainer device specifier (@numpy, @cupy:0, ...);'
-                   ' wins over --gpu')
+    cli.add_data_dir_argument(p)
+    cli.add_device_arguments(p)
     p.add_argument('--seed', type=int, default=d['seed'],
                    help='seed of the sampling noise and of --binarize dynamic '
                    '(default %(default)s)')

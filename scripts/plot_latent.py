@@ -39,6 +39,7 @@ matplotlib.use('Agg')  # before anything imports pyplot
 import numpy  # NOQA: E402
 from tqdm import tqdm  # NOQA: E402
 
+from vae import cli  # NOQA: E402
 from vae import datasets, figures, inference  # NOQA: E402
 from vae import device as device_lib  # NOQA: E402
 from vae.serialization import (  # NOQA: E402
@@ -70,8 +71,7 @@ def build_parser():
                    help='model file written by scripts/train.py')
     p.add_argument('--out', '-o',
                    help='output folder (default: figures/ beside the model)')
-    p.add_argument('--data-dir', help='folder with the four MNIST IDX files '
-                   '(gzipped or not); default: cache, then download')
+    cli.add_data_dir_argument(p)
     p.add_argument('--only', nargs='+', choices=FIGURES, metavar='NAME',
                    help='make only these figures: %s' % ', '.join(FIGURES))
     p.add_argument('--start', type=int, default=0, choices=range(10),
@@ -88,11 +88,7 @@ def build_parser():
     p.add_argument('--seed', type=int, default=0,
                    help='seed of the prior samples and t-SNE (default '
                    '%(default)s)')
-    p.add_argument('--gpu', '-g', type=int,
-                   help='GPU id (CuPy), or -1 for the CPU (default -1)')
-    p.add_argument('--device', '-d',
-                   help='any Chainer device specifier (@numpy, @cupy:0, ...);'
-                   ' wins over --gpu')
+    cli.add_device_arguments(p)
     p.add_argument('--no-progress', dest='progress', action='store_false',
                    help='hide the progress bars')
     return p

@@ -13,6 +13,7 @@ import sys
 import matplotlib
 matplotlib.use('Agg')  # before anything imports pyplot
 
+from vae import cli  # NOQA: E402
 from vae import config as config_lib  # NOQA: E402
 from vae import datasets, device as device_lib, training  # NOQA: E402
 from vae.net import ACTIVATIONS  # NOQA: E402
@@ -57,18 +58,13 @@ def build_parser():
     p.add_argument('--snapshot-retain', dest='snapshot_retain', type=int,
                    help='snapshots kept in --out (default %s)'
                    % d['snapshot_retain'])
-    p.add_argument('--gpu', '-g', type=int,
-                   help='GPU id (CuPy), or -1 for the CPU (default -1)')
-    p.add_argument('--device', '-d',
-                   help='any Chainer device specifier (@numpy, @cupy:0, ...);'
-                   ' wins over --gpu')
+    cli.add_device_arguments(p)
     p.add_argument('--out', '-o', default='result',
                    help='output folder (default %(default)s)')
     p.add_argument('--resume', '-r', metavar='SNAPSHOT',
                    help='start from this snapshot (by default, training '
                    'continues from the latest snapshot in --out)')
-    p.add_argument('--data-dir', help='folder with the four MNIST IDX files '
-                   '(gzipped or not); default: cache, then download')
+    cli.add_data_dir_argument(p)
     p.add_argument('--test', action='store_true',
                    help='smoke run on %d train / %d test images'
                    % TEST_SUBSET)

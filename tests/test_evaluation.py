@@ -14,7 +14,7 @@ import numpy
 import pytest
 from scipy import special, stats
 
-from scriptutil import load_script
+from testutil import gpu_available, load_script
 from vae import evaluation
 from vae.net import VAE
 from vae.serialization import save_model
@@ -23,13 +23,6 @@ evaluate_script = load_script('evaluate')
 
 N_IN = 16
 
-
-def _gpu_available():
-    try:
-        import cupy
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # ImportError, or CUDARuntimeError without a driver
-        return False
 
 
 # ---------------------------------------------------------------- fixtures
@@ -370,7 +363,7 @@ def test_bad_sample_counts_are_refused(model_1d):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not _gpu_available(), reason='needs CuPy and a CUDA GPU')
+@pytest.mark.skipif(not gpu_available(), reason='needs CuPy and a CUDA GPU')
 def test_gpu_estimates_agree_with_the_cpu(model_1d):
     import cupy
     model, x = model_1d

@@ -13,8 +13,8 @@ import chainer
 import numpy
 import pytest
 
-from scriptutil import load_script
-from vae import fast, training
+from testutil import interrupt_at, load_script
+from vae import fast
 from vae.net import VAE
 from vae.serialization import load_model
 
@@ -304,15 +304,7 @@ def test_a_plain_run_resumed_on_the_fast_path_equals_an_uninterrupted_one(
     run(straight, mnist_dir, '-e', '3')
 
     resumed = tmp_path / 'resumed'
-    original = training.GuardedUpdater.update_core
-
-    def interrupt_mid_epoch_3(self):
-        if self.iteration == 24:  # 10 iterations an epoch
-            raise KeyboardInterrupt
-        original(self)
-
-    monkeypatch.setattr(training.GuardedUpdater, 'update_core',
-                        interrupt_mid_epoch_3)
+    interrupt_at(monkeypatch, 25)  # in epoch 3: 10 iterations an epoch
     with pytest.raises(KeyboardInterrupt):
         run(resumed, mnist_dir, '-e', '3', '--no-fast')
     monkeypatch.undo()

@@ -5,19 +5,11 @@ Skipped cleanly where CuPy or a CUDA GPU is absent (CI has neither).
 import numpy
 import pytest
 
+from testutil import gpu_available
 from vae import VAE, Xavier
 
-
-def _gpu_available():
-    try:
-        import cupy
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # ImportError, or CUDARuntimeError without a driver
-        return False
-
-
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
-    not _gpu_available(), reason='needs CuPy and a CUDA GPU')]
+    not gpu_available(), reason='needs CuPy and a CUDA GPU')]
 
 
 def test_xavier_fills_cupy_arrays_with_cupy():

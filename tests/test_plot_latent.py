@@ -13,7 +13,7 @@ import numpy
 import pytest
 from PIL import Image
 
-from scriptutil import load_script
+from testutil import load_script
 # one_openmp_thread is an autouse fixture: importing it applies it here
 from test_figures import one_openmp_thread  # NOQA: F401
 from test_figures import N_TRAIN, gif_timeline, train_tiny

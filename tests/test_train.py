@@ -5,7 +5,7 @@ import os
 import numpy
 import pytest
 
-from scriptutil import load_script
+from testutil import gpu_available, interrupt_at, load_script
 from vae import net, training
 from vae.serialization import load_model
 
@@ -76,15 +76,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(
     run(straight, mnist_dir, '-e', '3', *data)
 
     resumed = tmp_path / 'resumed'
-    original = training.GuardedUpdater.update_core
-
-    def interrupt_mid_epoch_3(self):
-        if self.iteration == 24:  # 10 iterations an epoch
-            raise KeyboardInterrupt
-        original(self)
-
-    monkeypatch.setattr(training.GuardedUpdater, 'update_core',
-                        interrupt_mid_epoch_3)
+    interrupt_at(monkeypatch, 25)  # in epoch 3: 10 iterations an epoch
     with pytest.raises(KeyboardInterrupt):
         run(resumed, mnist_dir, '-e', '3', *data)
     monkeypatch.undo()
@@ -175,15 +167,8 @@ def test_dynamic_binarization_trains_on_fresh_binary_samples(
     assert not numpy.array_equal(first, second)
 
 
-def _gpu_available():
-    try:
-        import cupy
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
 
-
-@pytest.mark.skipif(_gpu_available(), reason='a GPU is present')
+@pytest.mark.skipif(gpu_available(), reason='a GPU is present')
 def test_gpu_flag_without_a_gpu_says_what_is_missing(tmp_path, mnist_dir):
     with pytest.raises(SystemExit, match=r'(CuPy, which is not installed|'
                        r'no CUDA GPU is usable).*--gpu -1'):

@@ -1,0 +1,39 @@
+"""Helpers shared by the test files."""
+import importlib.util
+import pathlib
+
+SCRIPTS = pathlib.Path(__file__).resolve().parent.parent / 'scripts'
+
+
+def load_script(name):
+    """The module ``scripts/<name>.py`` (nothing in it runs at import)."""
+    spec = importlib.util.spec_from_file_location(
+        'script_' + name, SCRIPTS / (name + '.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def gpu_available():
+    """True where CuPy imports and sees a CUDA GPU."""
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # ImportError, or CUDARuntimeError without a driver
+        return False
+
+
+def interrupt_at(monkeypatch, iteration):
+    """Make training raise KeyboardInterrupt (Ctrl-C) before ``iteration``.
+
+    Undo with ``monkeypatch.undo()``.
+    """
+    from vae import training
+    original = training.GuardedUpdater.update_core
+
+    def interrupted(self):
+        if self.iteration == iteration - 1:
+            raise KeyboardInterrupt
+        original(self)
+
+    monkeypatch.setattr(training.GuardedUpdater, 'update_core', interrupted)
