@@ -112,7 +112,8 @@ def main(argv=None):
         for name in tqdm(plan, desc='figures', disable=not args.progress):
             for path in MAKERS[name](model, data, out, args):
                 tqdm.write('wrote %s' % path)
-    except (ModelFileError, device_lib.DeviceError, datasets.MNISTError) as e:
+    except (ModelFileError, device_lib.DeviceError, datasets.MNISTError,
+            OSError) as e:
         sys.exit('error: %s' % e)
     return 0
 

@@ -41,7 +41,10 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        sys.exit('error: cannot create %s: %s' % (args.out, e))
     points, t = make_swiss_roll(N_POINTS, noise=NOISE, random_state=args.seed)
     gif = os.path.join(args.out, 'swiss_roll.gif')
     figures.swiss_roll_gif(points, t, gif, N_FRAMES, STEP_DEGREES,

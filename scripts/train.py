@@ -65,7 +65,7 @@ def build_parser():
                    help='start from this snapshot (by default, training '
                    'continues from the latest snapshot in --out)')
     cli.add_data_dir_argument(p)
-    p.add_argument('--test', action='store_true',
+    p.add_argument('--test', action='store_const', const=True,
                    help='smoke run on %d train / %d test images'
                    % TEST_SUBSET)
     p.add_argument('--no-progress', dest='progress', action='store_false',
@@ -82,7 +82,7 @@ def build_parser():
 
 CONFIG_FLAGS = ('dim_z', 'n_hidden', 'activation', 'C', 'k', 'k_test',
                 'epoch', 'batchsize', 'alpha', 'seed', 'binarize',
-                'snapshot_retain', 'fast')
+                'snapshot_retain', 'fast', 'test')
 
 
 def main(argv=None):
@@ -96,7 +96,7 @@ def main(argv=None):
                        resume=args.resume, progress=args.progress)
     except (config_lib.ConfigError, device_lib.DeviceError,
             datasets.MNISTError, training.ResumeError, ModelFileError,
-            training.NonFiniteLossError) as e:
+            training.NonFiniteLossError, OSError) as e:
         sys.exit('error: %s' % e)
     return 0
 
@@ -110,7 +110,7 @@ def load_data(config, args):
         args.data_dir, binarize=None if mode == 'dynamic' else mode,
         seed=config['seed'], progress=args.progress)
     train_x, test_x = train.images, test.images
-    if args.test:
+    if config['test']:
         train_x, test_x = train_x[:TEST_SUBSET[0]], test_x[:TEST_SUBSET[1]]
     if mode == 'dynamic':
         train_x = datasets.DynamicBinarized(train_x, seed=config['seed'])

@@ -46,3 +46,16 @@ def test_errors_name_the_problem(tmp_path):
         config_lib.resolve(unknown)
     with pytest.raises(config_lib.ConfigError, match='dim_z must be like'):
         config_lib.resolve(overrides={'dim_z': 2.5})
+
+
+def test_values_out_of_range_are_named_together(tmp_path):
+    path = tmp_path / 'c.json'
+    path.write_text(json.dumps({'activation': 'gelu', 'binarize': 'foo',
+                                'snapshot_retain': 0, 'C': -1}))
+    with pytest.raises(config_lib.ConfigError) as info:
+        config_lib.resolve(path)
+    message = str(info.value)
+    for part in ("activation must be one of", "'gelu'", "binarize must be",
+                 "'foo'", 'snapshot_retain must be at least 1',
+                 'C must not be negative'):
+        assert part in message

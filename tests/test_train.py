@@ -115,7 +115,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_outputs(
 
     monkeypatch.setattr(net, 'sample_reconstruction_loss',
                         nan_at_iteration_15)
-    with pytest.raises(SystemExit, match=r'non-finite loss.*iteration 15 '):
+    with pytest.raises(SystemExit,
+                       match=r'non-finite loss.*iteration 15 \(epoch 2\)'):
         run(out, mnist_dir, '-e', '3', '--no-fast')  # patched: plain path
     assert (out / 'model.npz').read_bytes() == good_model
     assert (out / 'snapshot_epoch_1').read_bytes() == good_snapshot
@@ -174,3 +175,65 @@ def test_gpu_flag_without_a_gpu_says_what_is_missing(tmp_path, mnist_dir):
                        r'no CUDA GPU is usable).*--gpu -1'):
         run(tmp_path / 'g', mnist_dir, '--gpu', '0')
     assert not (tmp_path / 'g').exists()  # stopped before any work
+
+
+@pytest.mark.parametrize('flags,message', [
+    (['-e', '0'], 'epoch must be at least 1'),
+    (['-b', '0'], 'batchsize must be at least 1'),
+    (['--k', '-1'], 'k must be at least 1'),
+    (['--k-test', '0'], 'k_test must be at least 1'),
+    (['-z', '0'], 'dim_z must be at least 1'),
+    (['--alpha', '0'], 'alpha must be positive'),
+    (['--seed', '-1'], r'seed must be in \[0, 2\*\*32\)'),
+])
+def test_bad_settings_are_refused_before_any_work(tmp_path, mnist_dir, flags,
+                                                   message):
+    out = tmp_path / 'run'
+    with pytest.raises(SystemExit, match='error: .*' + message):
+        run(out, mnist_dir, *flags)
+    assert not out.exists()
+
+
+def test_resume_with_other_data_settings_is_refused(tmp_path, mnist_dir):
+    out = tmp_path / 'run'
+    run(out, mnist_dir, '-e', '1')
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for flags, message in ((['--binarize', 'dynamic'], "binarize=None there, "
+                            "'dynamic' now"),
+                           (['-b', '7'], 'batchsize=100 there, 7 now')):
+        with pytest.raises(SystemExit, match='other settings.*' + message):
+            run(out, mnist_dir, '-e', '2', *flags)
+    # without --test the data differ: a smoke run is not continued on MNIST
+    with pytest.raises(SystemExit, match='test=True there, False now'):
+        train_script.main(['--n-hidden', '64', '-z', '3', '--no-progress',
+                           '--data-dir', mnist_dir, '-o', str(out)])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    run(out, mnist_dir, '-e', '2', '--no-fast')  # epoch and path may change
+    assert [e['epoch'] for e in read_log(out)] == [1, 2]
+
+
+def test_resume_loads_the_highest_epoch_whatever_the_file_times(
+        tmp_path, mnist_dir, monkeypatch):
+    out = tmp_path / 'run'
+    run(out, mnist_dir, '-e', '2')
+    # a copy can leave an older snapshot with the newer file time
+    stamp = os.stat(out / 'snapshot_epoch_2').st_mtime + 100
+    os.utime(out / 'snapshot_epoch_1', (stamp, stamp))
+    steps = []
+    original = training.GuardedUpdater.update_core
+
+    def count(self):
+        steps.append(self.iteration + 1)
+        original(self)
+
+    monkeypatch.setattr(training.GuardedUpdater, 'update_core', count)
+    run(out, mnist_dir, '-e', '3')
+    assert steps == list(range(21, 31))  # epoch 3 only: 10 iterations each
+    assert [e['epoch'] for e in read_log(out)] == [1, 2, 3]
+
+
+def test_out_that_is_a_file_is_a_one_line_error(tmp_path, mnist_dir):
+    out = tmp_path / 'file'
+    out.write_text('not a folder')
+    with pytest.raises(SystemExit, match='error: '):
+        run(out, mnist_dir, '-e', '1')

@@ -14,6 +14,12 @@ DEFAULT_CONFIG = os.path.join(CONFIG_DIR, 'default.json')
 
 #: The keys that fix a model's sizes: a snapshot or model file must agree.
 MODEL_KEYS = ('dim_z', 'n_hidden', 'activation')
+#: The keys a resumed run may change: how long it runs, how many snapshots
+#: it keeps, and which of two bit-identical code paths computes it.
+RESUMABLE_KEYS = ('epoch', 'snapshot_retain', 'fast')
+
+_AT_LEAST_ONE = ('dim_z', 'n_hidden', 'k', 'k_test', 'epoch', 'batchsize',
+                 'snapshot_retain')
 
 
 class ConfigError(ValueError):
@@ -60,7 +66,30 @@ def resolve(config_file=None, overrides=None):
                 source, ', '.join(unknown), ', '.join(sorted(config))))
         for key, value in layer.items():
             config[key] = _check_type(source, key, value, config[key])
+    check_values(config)
     return config
+
+
+def check_values(config):
+    """Raise :class:`ConfigError` naming every setting out of its range."""
+    from vae.datasets import BINARIZE_MODES
+    from vae.net import ACTIVATIONS
+    problems = ['%s must be at least 1, got %r' % (key, config[key])
+                for key in _AT_LEAST_ONE if config[key] < 1]
+    if not config['alpha'] > 0:
+        problems.append('alpha must be positive, got %r' % config['alpha'])
+    if not config['C'] >= 0:
+        problems.append('C must not be negative, got %r' % config['C'])
+    if not 0 <= config['seed'] < 2 ** 32:
+        problems.append('seed must be in [0, 2**32), got %r' % config['seed'])
+    if config['activation'] not in ACTIVATIONS:
+        problems.append('activation must be one of %s, got %r' % (
+            ', '.join(sorted(ACTIVATIONS)), config['activation']))
+    if config['binarize'] not in (None,) + BINARIZE_MODES:
+        problems.append('binarize must be null or one of %s, got %r' % (
+            ', '.join(BINARIZE_MODES), config['binarize']))
+    if problems:
+        raise ConfigError('; '.join(problems))
 
 
 def _check_type(source, key, value, default):

@@ -166,9 +166,11 @@ def load_mnist(data_dir=None, *, cache_dir=None, mirrors=None, download=True,
             Split(binarize_images(s.images, binarize, threshold=threshold),
                   s.labels) for s in (train, test))
     elif binarize == 'dynamic':
-        rng = np.random.default_rng(seed)
+        # each split from a generator of its own, so that a split's sample
+        # does not depend on the other's size (scripts/train.py draws the
+        # test sample alone and must get this one)
         train, test = (
-            Split(binarize_images(s.images, binarize, rng=rng), s.labels)
+            Split(binarize_images(s.images, binarize, rng=seed), s.labels)
             for s in (train, test))
     return train, test
 

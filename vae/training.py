@@ -54,6 +54,7 @@ class GuardedUpdater(training.updaters.StandardUpdater):
     def update_core(self):
         iterator = self._iterators['main']
         optimizer = self._optimizers['main']
+        epoch = iterator.epoch + 1  # the epoch this batch belongs to
         batch = iterator.next()
         x = self.converter(batch, self.device)  # (B, n_in)
         loss = self.loss_func(x)
@@ -63,10 +64,12 @@ class GuardedUpdater(training.updaters.StandardUpdater):
                 'non-finite loss (%r) at iteration %d (epoch %d); training '
                 'stopped before this update, so the last snapshot and model '
                 'file are intact. Try a smaller --alpha or another --seed.'
-                % (value, self.iteration + 1, iterator.epoch))
+                % (value, self.iteration + 1, epoch))
         optimizer.target.cleargrads()
         loss.backward()
         optimizer.update()
+        if iterator.is_new_epoch:
+            optimizer.new_epoch(auto=True)  # as StandardUpdater does
 
 
 class NumpyRandomState(training.Extension):
@@ -206,8 +209,15 @@ def render_graph(dot_path, png_path):
               'it (e.g. apt-get install graphviz) and run: dot -Tpng %s -o %s'
               % (png_path, dot_path, png_path), file=sys.stderr)
         return False
-    with serialization.atomic_path(png_path) as tmp:
-        subprocess.check_call(['dot', '-Tpng', dot_path, '-o', tmp])
+    try:
+        with serialization.atomic_path(png_path) as tmp:
+            subprocess.run(['dot', '-Tpng', dot_path, '-o', tmp], check=True,
+                           capture_output=True)
+    except subprocess.CalledProcessError as e:
+        print('note: Graphviz could not draw %s (%s)'
+              % (png_path, e.stderr.decode(errors='replace').strip()),
+              file=sys.stderr)
+        return False
     return True
 
 
@@ -224,22 +234,30 @@ def latest_snapshot(out):
 
 
 def check_previous_run(out, config):
-    """Refuse to continue a run in ``out`` whose model sizes differ."""
+    """Refuse to continue a run in ``out`` made with other settings.
+
+    Only the settings in :data:`vae.config.RESUMABLE_KEYS` may change; any
+    other difference would make the resumed run a different run than its
+    ``config.json`` and log say. Nothing in ``out`` is touched.
+    """
     path = os.path.join(out, CONFIG_FILE)
-    if not os.path.exists(path):
-        return
-    previous = config_lib.read_config_file(path)
-    diffs = ['%s=%r there, %r now' % (key, previous.get(key), config[key])
-             for key in config_lib.MODEL_KEYS
-             if key in previous and previous[key] != config[key]]
     has_work = (latest_snapshot(out) is not None
                 or os.path.exists(os.path.join(out, MODEL_FILE)))
-    if diffs and has_work:
+    if not os.path.exists(path) or not has_work:
+        return
+    previous = config_lib.read_config_file(path)
+    diffs = ['%s=%r there, %r now' % (key, previous[key], config[key])
+             for key in sorted(config)
+             if key in previous and key not in config_lib.RESUMABLE_KEYS
+             and previous[key] != config[key]]
+    if diffs:
+        kind = ('another model' if any(
+            key in previous and previous[key] != config[key]
+            for key in config_lib.MODEL_KEYS) else 'other settings')
         raise ResumeError(
-            '%s holds a run of another model (%s); it cannot be continued '
-            'with these settings, and it is left untouched. Use another '
-            '--out, or the same settings to continue it.'
-            % (out, '; '.join(diffs)))
+            '%s holds a run of %s (%s); it cannot be continued with these '
+            'settings, and it is left untouched. Use another --out, or the '
+            'same settings to continue it.' % (out, kind, '; '.join(diffs)))
 
 
 def check_snapshot(path, model):
@@ -276,7 +294,8 @@ def seed_everything(seed, device):
     """Seed the RNGs that model init, shuffling and noise draw from."""
     numpy.random.seed(seed)
     if device.xp is not numpy:
-        device.xp.random.seed(seed)
+        with device:  # CuPy keeps a generator per GPU
+            device.xp.random.seed(seed)
 
 
 def train(config, out, train_data, test_data, device, resume=None,
@@ -348,7 +367,7 @@ def train(config, out, train_data, test_data, device, resume=None,
         trainer.extend(GeneratorState(train_data.rng), name='DataRandomState')
     trainer.extend(extensions.snapshot(
         filename=SNAPSHOT_FORMAT, n_retains=config['snapshot_retain'],
-        autoload=resume is None), trigger=(1, 'epoch'))
+        autoload=False), trigger=(1, 'epoch'))
     trainer.extend(extensions.PrintReport(
         ['epoch', 'main/loss', 'validation/main/loss', 'main/reconstr',
          'validation/main/reconstr', 'main/kl', 'validation/main/kl',
@@ -356,8 +375,13 @@ def train(config, out, train_data, test_data, device, resume=None,
     if progress:
         trainer.extend(extensions.ProgressBar(update_interval=10))
 
-    if resume is not None:
-        chainer.serializers.load_npz(resume, trainer)
-    trainer.run()
+    if snapshot is not None:
+        # the snapshot check_snapshot approved: the one of the highest epoch
+        # (Chainer's autoload would pick the newest file time instead)
+        try:
+            chainer.serializers.load_npz(snapshot, trainer)
+        except (KeyError, ValueError) as e:
+            raise ResumeError('cannot resume from %s: %s' % (snapshot, e))
+    trainer.run(show_loop_exception_msg=False)
     serialization.save_model(os.path.join(out, MODEL_FILE), model)
     return model
