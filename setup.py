@@ -28,7 +28,10 @@ setup(
         "numba>=0.60",
     ],
     extras_require={
-        "gpu": ["cupy>=7"],
+        # CuPy's prebuilt wheels, by CUDA version (plain "cupy" builds
+        # from source)
+        "gpu-cuda12": ["cupy-cuda12x"],
+        "gpu-cuda13": ["cupy-cuda13x"],
         "test": ["pytest>=7", "scipy", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6"],
     },
 )

@@ -104,8 +104,8 @@ def build_parser():
                    help='seed of the sampling noise and of --binarize dynamic '
                    '(default %(default)s)')
     p.add_argument('--out', '-o', metavar='FILE.json',
-                   help='results file (default: evaluation_<split>.json in '
-                   "the model's folder)")
+                   help='results file, or a folder to hold '
+                   "evaluation_<split>.json (default: the model's folder)")
     p.add_argument('--no-progress', dest='progress', action='store_false',
                    help='hide the progress bar')
     return p
@@ -113,9 +113,11 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    name = 'evaluation_%s.json' % args.split
     out = args.out or os.path.join(
-        os.path.dirname(os.path.abspath(args.model)),
-        'evaluation_%s.json' % args.split)
+        os.path.dirname(os.path.abspath(args.model)), name)
+    if os.path.isdir(out):
+        out = os.path.join(out, name)
     try:
         model = load_model(args.model)
         device = device_lib.get_device(args.gpu, args.device)

@@ -456,3 +456,15 @@ def test_script_reports_missing_mnist_in_one_line(tmp_path):
                               '--no-progress'])
     assert str(e.value.code).startswith('error: ')
     assert not (tmp_path / 'evaluation_test.json').exists()
+
+
+def test_out_may_name_a_folder(tmp_path, mnist_dir):
+    evaluate_script = load_script('evaluate')
+    path = tmp_path / 'model.npz'
+    save_model(path, VAE(784, 2, 8))
+    folder = tmp_path / 'results'
+    folder.mkdir()
+    assert evaluate_script.main([
+        '--model', str(path), '--data-dir', mnist_dir, '--limit', '20',
+        '--iw-samples', '0', '--out', str(folder), '--no-progress']) == 0
+    assert (folder / 'evaluation_test.json').exists()

@@ -134,6 +134,9 @@ def _open_npz(path):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ModelFileError('model file not found: %s' % path)
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError('%s is not a readable .npz model file (not a '
+                             'zip archive)' % path)
     try:
         npz = numpy.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
