@@ -35,6 +35,7 @@ import tracemalloc
 import chainer
 import numpy
 
+from vae import cli
 from vae import device as device_lib, fast
 from vae.net import VAE
 from vae.serialization import atomic_write_text
@@ -275,24 +276,18 @@ def format_table(result):
            'product\'s that training reaches; speed-up: over plain'])
 
 
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError('must be >= 1, got %d' % value)
-    return value
-
 
 def build_parser():
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument('--batch-sizes', '-b', type=positive_int, nargs='+',
+    p.add_argument('--batch-sizes', '-b', type=cli.positive_int, nargs='+',
                    help='batch sizes (default %s; --quick: %s)'
                    % (' '.join(map(str, FULL['batch_sizes'])),
                       ' '.join(map(str, QUICK['batch_sizes']))))
-    p.add_argument('--rounds', type=positive_int,
+    p.add_argument('--rounds', type=cli.positive_int,
                    help='timed blocks per path and batch size; the median '
                    'counts (default %d)' % FULL['rounds'])
-    p.add_argument('--steps', type=positive_int,
+    p.add_argument('--steps', type=cli.positive_int,
                    help='training steps in a block (default: %d images\' '
                    'worth)' % STEP_SAMPLES)
     p.add_argument('--gpu', '-g', type=int, default=-1,

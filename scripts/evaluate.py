@@ -51,18 +51,6 @@ COLUMNS = (  # (header, cell text from the result dict)
 )
 
 
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError('must be >= 1, got %d' % value)
-    return value
-
-
-def non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError('must be >= 0, got %d' % value)
-    return value
 
 
 def build_parser():
@@ -76,23 +64,24 @@ def build_parser():
                    help='model file written by scripts/train.py (model.npz)')
     p.add_argument('--split', choices=('test', 'train'), default='test',
                    help='MNIST split (default %(default)s)')
-    p.add_argument('--k', type=positive_int, default=d['k_test'],
+    p.add_argument('--k', type=cli.positive_int, default=d['k_test'],
                    help='samples of z per image for the -ELBO (default '
                    '%(default)s, as k_test in configs/default.json)')
-    p.add_argument('--iw-samples', dest='iw_samples', type=non_negative_int,
+    p.add_argument('--iw-samples', dest='iw_samples',
+                   type=cli.non_negative_int,
                    metavar='K',
                    default=evaluation.DEFAULT_IW_SAMPLES,
                    help='importance samples per image for -log p(x); 0 skips '
                    'it (default %%(default)s, ~%d s per 100 images on a '
                    '2-core CPU)' % SECONDS_PER_100_IMAGES)
-    p.add_argument('--iw-chunk', dest='iw_chunk', type=positive_int,
+    p.add_argument('--iw-chunk', dest='iw_chunk', type=cli.positive_int,
                    metavar='N',
                    default=evaluation.DEFAULT_CHUNK,
                    help='importance samples decoded per pass; memory grows '
                    'with it, not with --iw-samples (default %%(default)s: '
                    '%d images x %d samples per pass)'
                    % (evaluation.DEFAULT_BATCHSIZE, evaluation.DEFAULT_CHUNK))
-    p.add_argument('--limit', type=positive_int, metavar='N',
+    p.add_argument('--limit', type=cli.positive_int, metavar='N',
                    help='evaluate only the first N images of the split')
     p.add_argument('--binarize', choices=datasets.BINARIZE_MODES,
                    help='binarize the images (dynamic: one Bernoulli sample '

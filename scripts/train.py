@@ -80,16 +80,13 @@ def build_parser():
     return p
 
 
-CONFIG_FLAGS = ('dim_z', 'n_hidden', 'activation', 'C', 'k', 'k_test',
-                'epoch', 'batchsize', 'alpha', 'seed', 'binarize',
-                'snapshot_retain', 'fast', 'test')
-
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         config = config_lib.resolve(
-            args.config, {key: getattr(args, key) for key in CONFIG_FLAGS})
+            args.config, {key: getattr(args, key)
+                          for key in config_lib.defaults()})
         device = device_lib.get_device(args.gpu, args.device)
         train_data, test_data = load_data(config, args)
         training.train(config, args.out, train_data, test_data, device,

@@ -129,7 +129,7 @@ def test_activation_by_name_and_errors():
         VAE(4, 0, 3)
 
 
-# -- the loss ------------------------------------------------------------------
+# -- the loss ----------------------------------------------------------------
 
 @pytest.mark.parametrize('k,C,act', [(1, 1.0, F.softplus), (3, 1.0, F.tanh),
                                      (4, 0.3, F.softplus), (1, 2.5, F.tanh)])

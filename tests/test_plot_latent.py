@@ -24,7 +24,8 @@ plot_swiss_roll = load_script('plot_swiss_roll')
 
 FAST = ['--tsne-samples', '100', '--no-progress']
 ALL_2D = ['compare_reconstruction.png', 'scatter.png',
-          'scatter_with_arrow.png', '2dim_map.png', 'vae_0to7_dim_2.gif', 'interpolation_sheet.png',
+          'scatter_with_arrow.png', '2dim_map.png', 'vae_0to7_dim_2.gif',
+          'interpolation_sheet.png',
           'vae_all_9to9.gif', 'tsne.png', 'prior_samples.png', 'loss.png']
 PROJECTOR = ['metadata.tsv', 'projector_config.pbtxt', 'vectors.tsv']
 

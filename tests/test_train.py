@@ -147,7 +147,8 @@ def test_bad_config_and_data_dir_give_one_line_errors(tmp_path, mnist_dir):
     with pytest.raises(SystemExit, match='config file not found'):
         run(tmp_path / 'a', mnist_dir, '--config', str(tmp_path / 'no.json'))
     with pytest.raises(SystemExit, match='error: .*missing-folder'):
-        train_script.main(SMALL + ['--data-dir', str(tmp_path / 'missing-folder'),
+        train_script.main(SMALL + ['--data-dir',
+                                   str(tmp_path / 'missing-folder'),
                                    '-o', str(tmp_path / 'b')])
 
 

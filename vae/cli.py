@@ -1,4 +1,21 @@
 """Command-line arguments that several scripts share, defined once."""
+import argparse
+
+
+def positive_int(text):
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError('must be >= 1, got %d' % value)
+    return value
+
+
+def non_negative_int(text):
+    """An argparse type: an integer of at least 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError('must be >= 0, got %d' % value)
+    return value
 
 
 def add_device_arguments(parser):

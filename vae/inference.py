@@ -15,8 +15,8 @@ def _batched(model, func, arrays, batchsize):
     outputs = []
     with chainer.using_config('train', False), chainer.no_backprop_mode():
         for start in range(0, n, batchsize):
-            batch = [device.send(numpy.ascontiguousarray(a[start:start + batchsize]))
-                     for a in arrays]
+            batch = [device.send(numpy.ascontiguousarray(
+                a[start:start + batchsize])) for a in arrays]
             result = func(*batch)
             if not isinstance(result, tuple):
                 result = (result,)
@@ -29,7 +29,7 @@ def _batched(model, func, arrays, batchsize):
 
 
 def encode(model, x, batchsize=1000):
-    """``(mu, ln_var)`` of q(z|x) for every row of ``x``, each (N, n_latent)."""
+    """``(mu, ln_var)`` of q(z|x) for each row of ``x``, each (N, L)."""
     x = numpy.asarray(x, dtype=numpy.float32)
     return _batched(model, model.encode, (x,), batchsize)
 

@@ -77,8 +77,7 @@ def save_model(path, model):
     """Save ``model`` with its sizes to ``path`` (.npz) atomically."""
     arrays = {}
     serializers.DictionarySerializer(arrays).save(model)
-    arrays = {key: numpy.asarray(value.get() if hasattr(value, 'get')
-                                 else value) for key, value in arrays.items()}
+    # DictionarySerializer has already brought CuPy arrays to the CPU
     arrays[META_KEY] = numpy.array(json.dumps(model_meta(model)))
     with atomic_path(path) as tmp:
         with open(tmp, 'wb') as f:

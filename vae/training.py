@@ -40,7 +40,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class ResumeError(ValueError):
-    """A snapshot or earlier run in ``--out`` does not fit the requested model."""
+    """A snapshot or earlier run in ``--out`` does not fit the request."""
 
 
 class GuardedUpdater(training.updaters.StandardUpdater):
@@ -153,7 +153,7 @@ class LossPlot(training.Extension):
 
 
 class GraphExport(training.Extension):
-    """The article's computational graph of the loss: ``cg.dot``, ``network.png``.
+    """The article's graph of the loss: ``cg.dot`` and ``network.png``.
 
     Drawn once, when training starts and ``cg.dot`` is missing, from the
     plain loss (``model.get_loss_func``, Chainer's own functions, as the
@@ -203,7 +203,7 @@ def loss_graph(model, x, C=1.0, k=1):
 
 
 def render_graph(dot_path, png_path):
-    """Render a Graphviz file to PNG; returns False (with a hint) without dot."""
+    """Render a Graphviz file to PNG; False (with a note) where it cannot."""
     if shutil.which('dot') is None:
         print('note: Graphviz is not installed, so %s was not drawn; install '
               'it (e.g. apt-get install graphviz) and run: dot -Tpng %s -o %s'
@@ -261,7 +261,7 @@ def check_previous_run(out, config):
 
 
 def check_snapshot(path, model):
-    """Raise :class:`ResumeError` unless the snapshot's weights fit ``model``."""
+    """Raise :class:`ResumeError` unless a snapshot's weights fit ``model``."""
     if not os.path.exists(path):
         raise ResumeError('snapshot not found: %s' % path)
     try:
