@@ -73,7 +73,7 @@ def build_parser():
     p.add_argument('--fast', action=argparse.BooleanOptionalAction,
                    help='on the CPU, train and evaluate with the fused loss '
                    'and the flat Adam of vae/fast.py: the same numbers bit '
-                   'for bit, 1.5-2x faster at batch 100 (see '
+                   'for bit, 1.4-1.8x faster at batch 100 (see '
                    'scripts/benchmark.py); --no-fast uses Chainer\'s own '
                    'functions throughout (default %s)'
                    % ('--fast' if d['fast'] else '--no-fast'))
