@@ -43,7 +43,7 @@ from vae import cli  # NOQA: E402
 from vae import datasets, figures, inference  # NOQA: E402
 from vae import device as device_lib  # NOQA: E402
 from vae.serialization import (  # NOQA: E402
-    ModelFileError, atomic_path, load_model)
+    ModelFileError, load_model, save_png)
 from vae.training import LOG_FILE  # NOQA: E402
 
 #: Every figure the script can make, in the order it makes them.
@@ -61,7 +61,6 @@ MAP_EXTENT = (-2.0, 2.0)
 N_INTERPOLATION = 81  # 9 x 9 in the sheet
 N_ALL_PAIRS_T = 40  # values of t, played forward then back
 N_PRIOR = 100
-DPI = 100
 
 
 def build_parser():
@@ -147,12 +146,6 @@ def encode_test_set(model, args):
     return TestSet(test.images, test.labels, mu)
 
 
-def save(fig, path):
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format='png', dpi=DPI)
-    return path
-
-
 def end_points(data, digits):
     """Latent means of the first test image of each of ``digits``."""
     return data.mu[figures.first_of_each_class(data.labels, digits)]
@@ -161,18 +154,18 @@ def end_points(data, digits):
 def make_reconstruction(model, data, out, args):
     x = data.images[:N_RECONSTRUCTIONS]
     fig = figures.reconstruction_grid(x, inference.reconstruct(model, x))
-    return [save(fig, os.path.join(out, 'compare_reconstruction.png'))]
+    return [save_png(fig, os.path.join(out, 'compare_reconstruction.png'))]
 
 
 def make_scatter(model, data, out, args):
     fig = figures.latent_scatter(data.mu[:N_SCATTER], data.labels[:N_SCATTER])
-    return [save(fig, os.path.join(out, 'scatter.png'))]
+    return [save_png(fig, os.path.join(out, 'scatter.png'))]
 
 
 def make_scatter_arrow(model, data, out, args):
     fig = figures.latent_scatter(data.mu[:N_SCATTER], data.labels[:N_SCATTER],
                                  arrow=(args.start, args.end))
-    return [save(fig, os.path.join(out, 'scatter_with_arrow.png'))]
+    return [save_png(fig, os.path.join(out, 'scatter_with_arrow.png'))]
 
 
 def make_map(model, data, out, args):
@@ -181,7 +174,7 @@ def make_map(model, data, out, args):
     fig = figures.latent_map(
         inference.decode(model, z), MAP_EXTENT,
         trajectory=figures.interpolate(z_start, z_end, N_INTERPOLATION))
-    return [save(fig, os.path.join(out, '2dim_map.png'))]
+    return [save_png(fig, os.path.join(out, '2dim_map.png'))]
 
 
 def make_interpolation(model, data, out, args):
@@ -192,8 +185,8 @@ def make_interpolation(model, data, out, args):
                        % (args.start, args.end, model.n_latent))
     figures.interpolation_gif(frames, gif, progress=args.progress)
     ts = numpy.linspace(0.0, 1.0, N_INTERPOLATION)
-    sheet = save(figures.frame_sheet(frames, ts),
-                 os.path.join(out, 'interpolation_sheet.png'))
+    sheet = save_png(figures.frame_sheet(frames, ts),
+                     os.path.join(out, 'interpolation_sheet.png'))
     return [gif, sheet]
 
 
@@ -215,8 +208,8 @@ def make_tsne(model, data, out, args):
     n = min(args.tsne_samples, len(data.mu))
     tqdm.write('t-SNE of %d latent means...' % n)
     embedding = figures.tsne_embedding(data.mu[:n], seed=args.seed)
-    written.append(save(figures.tsne_scatter(embedding, data.labels[:n]),
-                        os.path.join(out, 'tsne.png')))
+    written.append(save_png(figures.tsne_scatter(embedding, data.labels[:n]),
+                            os.path.join(out, 'tsne.png')))
     return written
 
 
@@ -224,7 +217,7 @@ def make_prior(model, data, out, args):
     z = numpy.random.RandomState(args.seed).standard_normal(
         (N_PRIOR, model.n_latent)).astype(numpy.float32)
     fig = figures.prior_samples(inference.decode(model, z))
-    return [save(fig, os.path.join(out, 'prior_samples.png'))]
+    return [save_png(fig, os.path.join(out, 'prior_samples.png'))]
 
 
 def make_loss(model, data, out, args):
@@ -240,7 +233,7 @@ def make_loss(model, data, out, args):
         tqdm.write('skipped loss.png: cannot read the training log %s (%s)'
                    % (log_path, e))
         return []
-    return [save(figures.loss_curves(log), os.path.join(out, 'loss.png'))]
+    return [save_png(figures.loss_curves(log), os.path.join(out, 'loss.png'))]
 
 
 MAKERS = {

@@ -18,7 +18,7 @@ matplotlib.use('Agg')  # before anything imports pyplot
 from sklearn.datasets import make_swiss_roll  # NOQA: E402
 
 from vae import figures  # NOQA: E402
-from vae.serialization import atomic_path  # NOQA: E402
+from vae.serialization import save_png  # NOQA: E402
 
 N_POINTS = 1500
 NOISE = 0.05
@@ -52,8 +52,7 @@ def main(argv=None):
     print('wrote %s' % gif)
     png = os.path.join(args.out, '2D_swiss_roll.png')
     fig = figures.swiss_roll_unrolled(figures.unroll_swiss_roll(t, points), t)
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, format='png', dpi=100)
+    save_png(fig, png)
     print('wrote %s' % png)
     return 0
 

@@ -50,6 +50,13 @@ def atomic_path(path):
             os.remove(tmp)
 
 
+def save_png(fig, path, dpi=100):
+    """Save a matplotlib ``Figure`` as a PNG atomically; returns ``path``."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format='png', dpi=dpi)
+    return path
+
+
 def _umask():
     mask = os.umask(0)
     os.umask(mask)

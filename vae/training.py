@@ -147,9 +147,7 @@ class LossPlot(training.Extension):
 
     def __call__(self, trainer):
         fig = figures.loss_curves(self._log_report.log)
-        path = os.path.join(trainer.out, self._filename)
-        with serialization.atomic_path(path) as tmp:
-            fig.savefig(tmp, format='png', dpi=100)
+        serialization.save_png(fig, os.path.join(trainer.out, self._filename))
 
 
 class GraphExport(training.Extension):
