@@ -26,27 +26,27 @@ gradients, without the data set. On a GPU it is CuPy's memory-pool peak.
 """
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 import tracemalloc
 
-import chainer
-import numpy
+from vae import cli  # vae before anything imports chainer (vae/_compat.py)
+from vae import device as device_lib
+from vae import net, training
+from vae.atomic import output_file, write_text
 
-from vae import cli
-from vae import device as device_lib, fast
-from vae.net import VAE
-from vae.serialization import atomic_write_text
-from vae.training import GuardedUpdater
+import chainer  # NOQA: E402
+import numpy  # NOQA: E402
 
-#: The article's network: (n_in, n_h, n_latent) and activation.
-SIZES = (784, 500, 20)
+#: The article's network.
+SIZES = dict(n_in=784, n_latent=20, n_h=500)
 ACTIVATION = 'softplus'
 #: Images in an epoch of MNIST's training set.
 EPOCH = 60000
+#: The paths timed on the CPU and on a GPU.
 PATHS = ('plain', 'fast')
+GPU_PATHS = ('plain',)
 
 FULL = dict(batch_sizes=(50, 100, 200, 500), rounds=5, steps=None,
             warmup=5, square=2048)
@@ -55,14 +55,7 @@ QUICK = dict(batch_sizes=(50,), rounds=3, steps=3, warmup=1, square=512)
 STEP_SAMPLES = 2000
 
 
-def layer_shapes(n_in, n_h, n_latent):
-    """(n_in, n_out) of the encoder's and the decoder's linear layers."""
-    encoder = [(n_in, n_h), (n_h, n_h), (n_h, n_latent), (n_h, n_latent)]
-    decoder = [(n_latent, n_h), (n_h, n_h), (n_h, n_in)]
-    return encoder, decoder
-
-
-def flops_per_sample(n_in, n_h, n_latent, k=1):
+def flops_per_sample(n_in, n_latent, n_h, k=1):
     """Floating-point operations of the matrix products of one training
     example (a multiply-add counts as 2).
 
@@ -74,44 +67,35 @@ def flops_per_sample(n_in, n_h, n_latent, k=1):
     forward + 4.472 MFLOP backward = 7.1 MFLOP, 426 GFLOP an epoch.
     Element-wise work and Adam are not counted.
     """
-    encoder, decoder = layer_shapes(n_in, n_h, n_latent)
-    forward = (2 * sum(a * b for a, b in encoder)
-               + 2 * k * sum(a * b for a, b in decoder))
+    forward = sum(2 * a * b * (k if name.startswith('ld') else 1)
+                  for name, a, b in net.layer_sizes(n_in, n_latent, n_h))
     return forward + 2 * forward - 2 * n_in * n_h
 
 
-def step_gemms(xp, batch, n_in, n_h, n_latent, k=1):
+def step_gemms(xp, batch, n_in, n_latent, n_h, k=1):
     """Operand pairs and a callable for the matrix products of one step.
 
     The shapes and transposes are those of Chainer's ``LinearFunction``
     (and of the fused node, which makes the same calls): y = x W^T,
     gW = gy^T x, gx = gy W.
     """
-    encoder, decoder = layer_shapes(n_in, n_h, n_latent)
     rng = numpy.random.RandomState(0)
 
     def rand(*shape):
         return xp.asarray(rng.standard_normal(shape).astype(numpy.float32))
 
     products = []  # (a, b) for a.dot(b)
-    for rows, layers in ((batch, encoder), (k * batch, decoder)):
-        for i, (a, b) in enumerate(layers):
-            x, w, gy = rand(rows, a), rand(b, a), rand(rows, b)
-            products += [(x, w.T), (gy.T, x)]
-            if not (layers is encoder and i == 0):
-                products.append((gy, w))
+    for name, a, b in net.layer_sizes(n_in, n_latent, n_h):
+        rows = k * batch if name.startswith('ld') else batch
+        x, w, gy = rand(rows, a), rand(b, a), rand(rows, b)
+        products += [(x, w.T), (gy.T, x)]
+        if name != net.LAYERS[0]:  # no gradient for the data
+            products.append((gy, w))
 
     def run():
         for a, b in products:
             a.dot(b)
     return run
-
-
-def synchronizer(xp):
-    """A callable that waits for the device (a no-op on the CPU)."""
-    if xp is numpy:
-        return lambda: None
-    return xp.cuda.get_current_stream().synchronize
 
 
 def time_block(func, repeat, sync):
@@ -136,7 +120,7 @@ def square_gemm_rate(xp, n, rounds, sync):
     return 2.0 * n ** 3 / seconds / 1e9
 
 
-class Trainer(object):
+class Steps(object):
     """One path's training steps, as scripts/train.py's updater takes them.
 
     Args:
@@ -147,19 +131,15 @@ class Trainer(object):
     """
 
     def __init__(self, path, batch, data, device):
-        numpy.random.seed(0)
-        self.model = VAE(SIZES[0], SIZES[2], SIZES[1], ACTIVATION)
+        device_lib.seed(device, 0)
+        self.model = net.VAE(act_func=ACTIVATION, **SIZES)
         self.model.to_device(device)
-        if path == 'fast':
-            optimizer = fast.FlatAdam()
-            loss_func = fast.loss_func(self.model)
-        else:
-            optimizer = chainer.optimizers.Adam()
-            loss_func = self.model.get_loss_func()
+        make_loss_func, optimizer, _ = training.loss_and_optimizer(
+            self.model, device, alpha=0.001, fast=path == 'fast')
         optimizer.setup(self.model)
         iterator = chainer.iterators.SerialIterator(data, batch)
-        self._updater = GuardedUpdater(iterator, optimizer, device=device,
-                                       loss_func=loss_func)
+        self._updater = training.Updater(iterator, optimizer,
+                                         make_loss_func(), device, seed=0)
         self._reporter = chainer.Reporter()
         self._reporter.add_observer('main', self.model)
 
@@ -170,18 +150,18 @@ class Trainer(object):
 
 def peak_memory(path, batch, data, device, steps):
     """Peak bytes over building the model and ``steps`` training steps."""
-    if device.xp is numpy:
+    pool = device_lib.memory_pool(device)
+    if pool is None:
         tracemalloc.start()
         try:
-            trainer = Trainer(path, batch, data, device)
+            trainer = Steps(path, batch, data, device)
             for _ in range(steps):
                 trainer.step()
             return tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
-    pool = device.xp.get_default_memory_pool()
     pool.free_all_blocks()
-    trainer = Trainer(path, batch, data, device)
+    trainer = Steps(path, batch, data, device)
     for _ in range(steps):
         trainer.step()
     # the pool keeps what it held at its peak
@@ -197,17 +177,20 @@ def benchmark(device, batch_sizes, rounds, steps, warmup, square, paths):
         the fractions of both GEMM rates, and the peak memory.
     """
     xp = device.xp
-    sync = synchronizer(xp)
-    flops = flops_per_sample(*SIZES)
+
+    def sync():
+        device_lib.synchronize(device)
+    flops = flops_per_sample(**SIZES)
     result = {'square_n': square, 'flops_per_sample': flops, 'rows': [],
               'square_gflops': square_gemm_rate(xp, square, rounds, sync)}
     for batch in batch_sizes:
         n_steps = steps or max(2, STEP_SAMPLES // batch)
         rng = numpy.random.RandomState(0)
         data = rng.random_sample(
-            ((n_steps + warmup + 1) * batch, SIZES[0])).astype(numpy.float32)
-        gemms = step_gemms(xp, batch, *SIZES)
-        trainers = {path: Trainer(path, batch, data, device)
+            ((n_steps + warmup + 1) * batch, SIZES['n_in'])).astype(
+                numpy.float32)
+        gemms = step_gemms(xp, batch, **SIZES)
+        trainers = {path: Steps(path, batch, data, device)
                     for path in paths}
         for trainer in trainers.values():
             for _ in range(warmup):
@@ -307,29 +290,22 @@ def main(argv=None):
     for key in ('batch_sizes', 'rounds', 'steps'):
         if getattr(args, key) is not None:
             preset[key] = getattr(args, key)
-    runs = [(device_lib.get_device(-1), PATHS)]
-    if args.gpu >= 0:
-        try:
-            runs.append((device_lib.get_device(args.gpu), ('plain',)))
-        except device_lib.DeviceError as e:
-            sys.exit('error: %s' % e)
+    try:
+        json_path = args.json and output_file(args.json, 'benchmark.json')
+        runs = [(device_lib.get_device(-1), PATHS)]
+        if args.gpu >= 0:
+            runs.append((device_lib.get_device(args.gpu), GPU_PATHS))
+    except (device_lib.DeviceError, OSError) as e:
+        sys.exit('error: %s' % e)
     results = []
     for device, paths in runs:
         result = benchmark(device, paths=paths, **preset)
-        result['device'] = describe(device)
+        result['device'] = device_lib.describe(device)
         results.append(result)
         print(format_table(result), flush=True)
-    if args.json:
-        atomic_write_text(args.json, json.dumps(results, indent=2) + '\n')
+    if json_path:
+        write_text(json_path, json.dumps(results, indent=2) + '\n')
     return 0
-
-
-def describe(device):
-    """The device in words."""
-    if device.xp is numpy:
-        return 'CPU (%d cores), NumPy %s' % (os.cpu_count(), numpy.__version__)
-    props = device.xp.cuda.runtime.getDeviceProperties(device.device.id)
-    return '%s (%s)' % (device, props['name'].decode())
 
 
 if __name__ == '__main__':

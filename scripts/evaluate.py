@@ -22,10 +22,11 @@ import json
 import os
 import sys
 
-from vae import cli
+from vae import cli  # vae before anything imports chainer
 from vae import config as config_lib
 from vae import datasets, device as device_lib, evaluation
-from vae.serialization import ModelFileError, atomic_write_text, load_model
+from vae.atomic import output_file, write_text
+from vae.serialization import ModelFileError, load_model
 
 #: Measured with this script (``--limit 100``, an untrained model of the
 #: article's sizes, 2-core CPU): seconds per 100 test images at 5000
@@ -49,8 +50,6 @@ COLUMNS = (  # (header, cell text from the result dict)
     ('active units', lambda r: '%d/%d' % (r['active_units'],
                                           r['n_latent'])),
 )
-
-
 
 
 def build_parser():
@@ -93,8 +92,9 @@ def build_parser():
                    help='seed of the sampling noise and of --binarize dynamic '
                    '(default %(default)s)')
     p.add_argument('--out', '-o', metavar='FILE.json',
-                   help='results file, or a folder to hold '
-                   "evaluation_<split>.json (default: the model's folder)")
+                   help='results file, or a folder (an existing one, or a '
+                   'path ending in /) to hold evaluation_<split>.json '
+                   "(default: the model's folder); checked before the work")
     p.add_argument('--no-progress', dest='progress', action='store_false',
                    help='hide the progress bar')
     return p
@@ -103,18 +103,16 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     name = 'evaluation_%s.json' % args.split
-    out = args.out or os.path.join(
-        os.path.dirname(os.path.abspath(args.model)), name)
-    if os.path.isdir(out):
-        out = os.path.join(out, name)
     try:
         model = load_model(args.model)
+        out = output_file(args.out or os.path.join(
+            os.path.dirname(os.path.abspath(args.model)), ''), name)
         device = device_lib.get_device(args.gpu, args.device)
         train, test = datasets.load_mnist(
             args.data_dir, binarize=args.binarize, seed=args.seed,
             progress=args.progress)
-    except (ModelFileError, device_lib.DeviceError,
-            datasets.MNISTError) as e:
+    except (ModelFileError, device_lib.DeviceError, datasets.MNISTError,
+            OSError) as e:
         sys.exit('error: %s' % e)
     images = (test if args.split == 'test' else train).images
     if args.limit is not None:
@@ -123,9 +121,8 @@ def main(argv=None):
         sys.exit('error: the model takes %d inputs but MNIST images have %d'
                  % (model.n_in, images.shape[1]))
 
-    device.use()
     model.to_device(device)
-    device.xp.random.seed(args.seed)  # the generator z is drawn from
+    device_lib.seed(device, args.seed)  # the generators z is drawn from
     result = evaluation.evaluate(
         model, images, k=args.k, iw_samples=args.iw_samples,
         iw_chunk=args.iw_chunk, progress=args.progress)
@@ -136,10 +133,9 @@ def main(argv=None):
 
     print(format_table(result))
     try:
-        atomic_write_text(out, json.dumps(result, indent=2, sort_keys=True)
-                          + '\n')
+        write_text(out, json.dumps(result, indent=2, sort_keys=True) + '\n')
     except OSError as e:
-        sys.exit('error: cannot write %s: %s' % (out, e))
+        sys.exit('error: %s' % e)
     print('results written to %s' % out)
     return 0
 

@@ -39,12 +39,12 @@ matplotlib.use('Agg')  # before anything imports pyplot
 import numpy  # NOQA: E402
 from tqdm import tqdm  # NOQA: E402
 
-from vae import cli  # NOQA: E402
-from vae import datasets, figures, inference  # NOQA: E402
+from vae import cli  # NOQA: E402  (vae before anything imports chainer)
+from vae import datasets, figure_files, figures, inference  # NOQA: E402
 from vae import device as device_lib  # NOQA: E402
-from vae.serialization import (  # NOQA: E402
-    ModelFileError, load_model, save_png)
-from vae.training import LOG_FILE  # NOQA: E402
+from vae.atomic import save_png, writable_folder  # NOQA: E402
+from vae.run_folder import LOG_FILE  # NOQA: E402
+from vae.serialization import ModelFileError, load_model  # NOQA: E402
 
 #: Every figure the script can make, in the order it makes them.
 FIGURES = ('reconstruction', 'scatter', 'scatter-arrow', 'map',
@@ -99,12 +99,15 @@ def main(argv=None):
         sys.exit('error: --tsne-samples must be at least 2')
     try:
         model = load_model(args.model)
+        if model.n_in != datasets.N_PIXELS:
+            sys.exit('error: %s takes %d inputs, but the figures are of '
+                     'MNIST images of %d pixels' % (args.model, model.n_in,
+                                                    datasets.N_PIXELS))
+        out = writable_folder(args.out or os.path.join(
+            os.path.dirname(os.path.abspath(args.model)), 'figures'))
         device = device_lib.get_device(args.gpu, args.device)
         model.to_device(device)
         plan = plan_figures(args.only or FIGURES, model.n_latent)
-        out = args.out or os.path.join(
-            os.path.dirname(os.path.abspath(args.model)), 'figures')
-        os.makedirs(out, exist_ok=True)
         data = None
         if any(name not in NO_DATA for name in plan):
             data = encode_test_set(model, args)
@@ -141,7 +144,8 @@ class TestSet:
 
 
 def encode_test_set(model, args):
-    _, test = datasets.load_mnist(args.data_dir, progress=args.progress)
+    test, = datasets.load_mnist(args.data_dir, progress=args.progress,
+                                splits=('test',))
     mu, _ = inference.encode(model, test.images)
     return TestSet(test.images, test.labels, mu)
 
@@ -183,7 +187,7 @@ def make_interpolation(model, data, out, args):
         model, figures.interpolate(z_start, z_end, N_INTERPOLATION))
     gif = os.path.join(out, 'vae_%dto%d_dim_%d.gif'
                        % (args.start, args.end, model.n_latent))
-    figures.interpolation_gif(frames, gif, progress=args.progress)
+    figure_files.interpolation_gif(frames, gif, progress=args.progress)
     ts = numpy.linspace(0.0, 1.0, N_INTERPOLATION)
     sheet = save_png(figures.frame_sheet(frames, ts),
                      os.path.join(out, 'interpolation_sheet.png'))
@@ -197,13 +201,13 @@ def make_all_pairs(model, data, out, args):
     images = inference.decode(model, z.reshape(-1, model.n_latent))
     frames = images.reshape(n_frames, k, k, -1)  # (80, 10, 10, 784)
     path = os.path.join(out, 'vae_all_9to9.gif')
-    figures.all_pairs_gif(frames, path, progress=args.progress)
+    figure_files.all_pairs_gif(frames, path, progress=args.progress)
     return [path]
 
 
 def make_tsne(model, data, out, args):
     projector = os.path.join(out, 'projector')
-    written = list(figures.write_projector_tsv(data.mu, data.labels,
+    written = list(figure_files.write_projector_tsv(data.mu, data.labels,
                                                projector))
     n = min(args.tsne_samples, len(data.mu))
     tqdm.write('t-SNE of %d latent means...' % n)
@@ -233,7 +237,18 @@ def make_loss(model, data, out, args):
         tqdm.write('skipped loss.png: cannot read the training log %s (%s)'
                    % (log_path, e))
         return []
+    if not is_training_log(log):
+        tqdm.write('skipped loss.png: %s is not a training log (a list of '
+                   'entries with an epoch each)' % log_path)
+        return []
     return [save_png(figures.loss_curves(log), os.path.join(out, 'loss.png'))]
+
+
+def is_training_log(log):
+    """True for what LogReport writes: a list of dicts with an epoch."""
+    return isinstance(log, list) and all(
+        isinstance(e, dict) and isinstance(e.get('epoch'), (int, float))
+        for e in log)
 
 
 MAKERS = {

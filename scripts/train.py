@@ -13,10 +13,12 @@ import sys
 import matplotlib
 matplotlib.use('Agg')  # before anything imports pyplot
 
-from vae import cli  # NOQA: E402
+from vae import cli  # NOQA: E402  (vae before anything imports chainer)
 from vae import config as config_lib  # NOQA: E402
 from vae import datasets, device as device_lib, training  # NOQA: E402
 from vae.net import ACTIVATIONS  # NOQA: E402
+from vae.resume import ResumeError  # NOQA: E402
+from vae.run_folder import RunFolderError  # NOQA: E402
 from vae.serialization import ModelFileError  # NOQA: E402
 
 TEST_SUBSET = (1000, 200)  # train and test images kept by --test
@@ -29,12 +31,13 @@ def build_parser():
     # Settings default to None so that only the flags a user gives override
     # the config file; the help shows the value of configs/default.json.
     p.add_argument('--config', help='JSON config file (see configs/)')
-    p.add_argument('--dim-z', '-z', dest='dim_z', type=int,
-                   help='size of the latent z (default %(d)s)'
-                   % {'d': d['dim_z']})
-    p.add_argument('--n-hidden', dest='n_hidden', type=int,
-                   help='width of the hidden layers (default %s)'
-                   % d['n_hidden'])
+    # the article's flags for the sizes the VAE calls n_latent and n_h
+    p.add_argument('--dim-z', '-z', dest='n_latent', type=int,
+                   help='size of the latent z, n_latent (default %s)'
+                   % d['n_latent'])
+    p.add_argument('--n-hidden', dest='n_h', type=int,
+                   help='width of the hidden layers, n_h (default %s)'
+                   % d['n_h'])
     p.add_argument('--activation', choices=sorted(ACTIVATIONS),
                    help='hidden activation (default %s)' % d['activation'])
     p.add_argument('--C', dest='C', type=float,
@@ -62,8 +65,9 @@ def build_parser():
     p.add_argument('--out', '-o', default='result',
                    help='output folder (default %(default)s)')
     p.add_argument('--resume', '-r', metavar='SNAPSHOT',
-                   help='start from this snapshot (by default, training '
-                   'continues from the latest snapshot in --out)')
+                   help='start from this snapshot, whose settings the run\'s '
+                   'must be (by default, training continues from the latest '
+                   'snapshot in --out)')
     cli.add_data_dir_argument(p)
     p.add_argument('--test', action='store_const', const=True,
                    help='smoke run on %d train / %d test images'
@@ -80,7 +84,6 @@ def build_parser():
     return p
 
 
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
@@ -90,10 +93,11 @@ def main(argv=None):
         device = device_lib.get_device(args.gpu, args.device)
         train_data, test_data = load_data(config, args)
         training.train(config, args.out, train_data, test_data, device,
-                       resume=args.resume, progress=args.progress)
+                       resume=args.resume, progress=args.progress,
+                       explicit_config=args.config is not None)
     except (config_lib.ConfigError, device_lib.DeviceError,
-            datasets.MNISTError, training.ResumeError, ModelFileError,
-            training.NonFiniteLossError, OSError) as e:
+            datasets.MNISTError, ResumeError, RunFolderError,
+            ModelFileError, training.NonFiniteLossError, OSError) as e:
         sys.exit('error: %s' % e)
     return 0
 

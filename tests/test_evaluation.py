@@ -358,7 +358,7 @@ def test_bad_sample_counts_are_refused(model_1d):
         evaluation.log_likelihood(model, x, K=0, progress=False)
     with pytest.raises(ValueError, match='k must be a positive integer'):
         evaluation.elbo(model, x, k=0)
-    with pytest.raises(ValueError, match='no images'):
+    with pytest.raises(ValueError, match='no inputs'):
         evaluation.elbo(model, x[:0])
 
 

@@ -14,10 +14,13 @@ from matplotlib.text import Annotation
 from PIL import Image, ImageSequence
 from threadpoolctl import threadpool_limits
 
-from vae import figures, inference
+from testutil import load_script
+from vae import figure_files, figures, inference
 from vae.net import VAE
 
 N_TRAIN = 300
+
+plot_swiss_roll = load_script('plot_swiss_roll')
 
 
 def train_tiny(images, n_latent, n_h=16, steps=60, batchsize=50, seed=0):
@@ -157,7 +160,7 @@ def test_class_means_and_first_of_each_class():
 
 def test_quantize_keeps_levels_evenly_spaced():
     ramp = numpy.arange(256, dtype=numpy.uint8)
-    q = figures.quantize(ramp, 32)
+    q = figure_files.quantize(ramp, 32)
     assert len(numpy.unique(q)) == 32
     assert q[0] == 0 and q[-1] == 255
     assert numpy.abs(q.astype(int) - ramp).max() <= 255 / 31 / 2 + 0.5
@@ -175,7 +178,7 @@ def test_uint8_and_upscale():
 def test_unroll_swiss_roll_recovers_the_generating_coordinates():
     from sklearn.datasets import make_swiss_roll
     points, t = make_swiss_roll(200, noise=0.0, random_state=0)
-    coords = figures.unroll_swiss_roll(t, points)
+    coords = plot_swiss_roll.unroll_swiss_roll(t, points)
     numpy.testing.assert_allclose(coords[:, 0], t)
     numpy.testing.assert_allclose(points[:, 0], t * numpy.cos(t))
     numpy.testing.assert_allclose(points[:, 2], t * numpy.sin(t))
@@ -307,7 +310,7 @@ def test_tsne_scatter_and_embedding(encoded):
 
 def test_projector_files_load_back(tmp_path, encoded):
     _, labels, mu = encoded
-    vectors, metadata = figures.write_projector_tsv(mu, labels,
+    vectors, metadata = figure_files.write_projector_tsv(mu, labels,
                                                     tmp_path / 'projector')
     back = numpy.loadtxt(vectors, delimiter='\t')
     numpy.testing.assert_allclose(back, mu, rtol=1e-5, atol=1e-6)
@@ -317,7 +320,7 @@ def test_projector_files_load_back(tmp_path, encoded):
     assert 'tensor_path: "vectors.tsv"' in config
     assert 'metadata_path: "metadata.tsv"' in config
     with pytest.raises(ValueError, match='labels'):
-        figures.write_projector_tsv(mu, labels[:-1], tmp_path)
+        figure_files.write_projector_tsv(mu, labels[:-1], tmp_path)
 
 
 def test_loss_curves_draws_each_logged_key():
@@ -332,15 +335,15 @@ def test_loss_curves_draws_each_logged_key():
 def test_swiss_roll_unrolled_figure():
     from sklearn.datasets import make_swiss_roll
     points, t = make_swiss_roll(100, noise=0.05, random_state=0)
-    coords = figures.unroll_swiss_roll(t, points)
-    (ax,) = figures.swiss_roll_unrolled(coords, t).axes
+    coords = plot_swiss_roll.unroll_swiss_roll(t, points)
+    (ax,) = plot_swiss_roll.swiss_roll_unrolled(coords, t).axes
     numpy.testing.assert_allclose(ax.collections[0].get_offsets(), coords)
 
 
 def test_swiss_roll_frames_turn_the_view():
     from sklearn.datasets import make_swiss_roll
     points, t = make_swiss_roll(100, noise=0.05, random_state=0)
-    frames = list(figures.swiss_roll_frames(points, t, n_frames=3, step=90,
+    frames = list(plot_swiss_roll.swiss_roll_frames(points, t, n_frames=3, step=90,
                                             size=(2, 2), dpi=50))
     assert [f.shape for f in frames] == [(100, 100, 3)] * 3
     assert frames[0].dtype == numpy.uint8
@@ -355,15 +358,15 @@ def test_interpolation_gif_has_81_frames_of_112_pixels(tmp_path, model2d,
     z_start, z_end = mu[figures.first_of_each_class(labels, (0, 7))]
     decodes = inference.decode(model2d, figures.interpolate(z_start, z_end,
                                                             81))
-    frames = figures.interpolation_frames(decodes, scale=4)
+    frames = figure_files.interpolation_frames(decodes, scale=4)
     assert frames.shape == (81, 112, 112) and frames.dtype == numpy.uint8
     numpy.testing.assert_array_equal(
         frames[0, ::4, ::4], figures.to_uint8(decodes[0].reshape(28, 28)))
     path = tmp_path / 'vae_0to7_dim_2.gif'
-    figures.interpolation_gif(decodes, path, scale=4)
+    figure_files.interpolation_gif(decodes, path, scale=4)
     n_stored, total_ms, size = gif_timeline(path)
     assert size == (112, 112)
-    assert total_ms == 81 * figures.FRAME_MS
+    assert total_ms == 81 * figure_files.FRAME_MS
     assert n_stored == stored_frames(frames)
     assert os.listdir(tmp_path) == ['vae_0to7_dim_2.gif']  # no temp left
 
@@ -375,7 +378,7 @@ def test_all_pairs_gif_plays_80_frames_of_10x10_montages(tmp_path, model2d,
         mu[figures.first_of_each_class(labels)], figures.there_and_back(40))
     decodes = inference.decode(model2d, z.reshape(-1, 2)).reshape(
         80, 10, 10, 784)  # (T, start, end, pixels)
-    montage = figures.all_pairs_montage(decodes[0], pad=2)
+    montage = figure_files.all_pairs_montage(decodes[0], pad=2)
     side = 10 * 28 + 9 * 2
     assert montage.shape == (side, side) and montage.dtype == numpy.uint8
     # row 3 starts at the first test 3: at t = 0 every cell of it shows it
@@ -383,12 +386,12 @@ def test_all_pairs_gif_plays_80_frames_of_10x10_montages(tmp_path, model2d,
     cell = montage[3 * 30:3 * 30 + 28, 8 * 30:8 * 30 + 28]
     numpy.testing.assert_array_equal(cell, first3)
     path = tmp_path / 'vae_all_9to9.gif'
-    figures.all_pairs_gif(decodes, path, scale=2, pad=2)
+    figure_files.all_pairs_gif(decodes, path, scale=2, pad=2)
     n_stored, total_ms, size = gif_timeline(path)
     assert size == (2 * side, 2 * side)
-    assert total_ms == 80 * figures.FRAME_MS
+    assert total_ms == 80 * figure_files.FRAME_MS
     # t = 1 is played twice at the turn, which the file stores as one
     # frame shown twice as long
-    montages = [figures.all_pairs_montage(f) for f in decodes]
+    montages = [figure_files.all_pairs_montage(f) for f in decodes]
     assert n_stored == stored_frames(montages) == 79
 

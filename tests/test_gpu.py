@@ -1,15 +1,59 @@
-"""The model, initializer and loss on CuPy arrays.
+"""The model, its loss, Adam and train.py on a real GPU (CuPy).
 
-Skipped cleanly where CuPy or a CUDA GPU is absent (CI has neither).
+Skipped cleanly where CuPy or a CUDA GPU is absent (CI has neither; the
+stand-in of tests/test_device.py runs the same code paths there). Each test
+compares the GPU with the CPU on the same weights and the same noise: the
+noise goes through vae.device.standard_normal, which these tests replace by
+draws from one NumPy generator, sent to whichever device asks.
 """
+import json
+import os
+
 import numpy
 import pytest
 
-from testutil import gpu_available
-from vae import VAE, Xavier
+from testutil import gpu_available, interrupt_at, load_script
+from vae import VAE, Xavier, device as device_lib, evaluation
+from vae.serialization import load_model
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
     not gpu_available(), reason='needs CuPy and a CUDA GPU')]
+
+train_script = load_script('train')
+
+
+@pytest.fixture
+def fixed_noise(monkeypatch):
+    """Make every noise draw come from NumPy's RandomState(seed), on the
+    device that asks; call it with a seed to restart the stream."""
+    import cupy
+    streams = {}
+
+    def restart(seed):
+        streams['rng'] = numpy.random.RandomState(seed)
+
+    def draw(xp, shape, dtype):
+        eps = streams['rng'].standard_normal(shape).astype(dtype)
+        return eps if xp is numpy else cupy.asarray(eps)
+
+    restart(0)
+    monkeypatch.setattr(device_lib, 'standard_normal', draw)
+    return restart
+
+
+def models(n_in=20, n_latent=3, n_h=16):
+    import cupy  # NOQA: F401
+    numpy.random.seed(0)
+    cpu = VAE(n_in, n_latent, n_h, 'softplus')
+    gpu = cpu.copy(mode='copy')
+    gpu.to_device('@cupy:0')
+    return cpu, gpu
+
+
+def assert_close(gpu_array, cpu_array, rtol=1e-5, name=''):
+    got = device_lib.to_cpu(gpu_array)
+    scale = numpy.abs(cpu_array).max() + 1e-30
+    assert numpy.abs(got - cpu_array).max() / scale < rtol, name
 
 
 def test_xavier_fills_cupy_arrays_with_cupy():
@@ -23,36 +67,87 @@ def test_xavier_fills_cupy_arrays_with_cupy():
 
 
 @pytest.mark.parametrize('k', [1, 3])
-def test_loss_on_gpu_equals_cpu_with_the_same_noise(k):
+def test_loss_and_every_gradient_equal_the_cpus(fixed_noise, k):
+    import cupy
+    cpu, gpu = models()
+    x = numpy.random.RandomState(1).rand(5, 20).astype(numpy.float32)
+    losses = {}
+    for name, model, xp in (('cpu', cpu, numpy), ('gpu', gpu, cupy)):
+        fixed_noise(0)
+        model.cleargrads()  # a Parameter's gradient starts as NaN
+        loss = model.get_loss_func(k=k)(xp.asarray(x))
+        loss.backward()
+        losses[name] = float(loss.array)
+    assert losses['gpu'] == pytest.approx(losses['cpu'], rel=1e-5)
+    grads = dict(cpu.namedparams())
+    for name, param in gpu.namedparams():
+        assert isinstance(param.grad, cupy.ndarray)
+        assert_close(param.grad, grads[name].grad, name=name)
+
+
+def test_one_adam_step_equals_the_cpus(fixed_noise):
     import chainer
     import cupy
-    numpy.random.seed(0)
-    cpu = VAE(20, 3, 16, 'softplus')
+    cpu, gpu = models()
+    x = numpy.random.RandomState(1).rand(5, 20).astype(numpy.float32)
+    for model, xp in ((cpu, numpy), (gpu, cupy)):
+        fixed_noise(0)
+        optimizer = chainer.optimizers.Adam()
+        optimizer.setup(model)
+        optimizer.update(model.get_loss_func(), xp.asarray(x))
+    params = dict(cpu.namedparams())
+    for name, param in gpu.namedparams():
+        assert_close(param.array, params[name].array, name=name)
+
+
+def test_evaluation_estimates_equal_the_cpus(fixed_noise):
+    import cupy
+    cpu, gpu = models(n_in=784, n_latent=2, n_h=32)
+    x = numpy.random.RandomState(2).rand(30, 784).astype(numpy.float32)
+    results = []
+    for model, data in ((cpu, x), (gpu, cupy.asarray(x))):
+        fixed_noise(0)
+        results.append(evaluation.evaluate(model, data, k=4, iw_samples=50,
+                                           iw_chunk=20, batchsize=16,
+                                           progress=False))
+    for key in ('neg_elbo', 'reconstr', 'kl', 'neg_log_likelihood'):
+        assert results[1][key] == pytest.approx(results[0][key], rel=1e-5)
+
+
+def train_small(out, mnist_dir, *extra):
+    return train_script.main(
+        ['--test', '--n-hidden', '64', '-z', '3', '--no-progress', '--gpu',
+         '0', '--data-dir', mnist_dir, '-o', str(out)] + list(extra))
+
+
+def test_train_on_the_gpu_writes_a_model_the_cpu_evaluates_alike(
+        tmp_path, mnist, mnist_dir, fixed_noise):
+    import cupy
+    assert train_small(tmp_path / 'run', mnist_dir, '-e', '1') == 0
+    with open(tmp_path / 'run' / 'log') as f:
+        assert numpy.isfinite(json.load(f)[0]['validation/main/loss'])
+    cpu = load_model(tmp_path / 'run' / 'model.npz')
     gpu = cpu.copy(mode='copy')
     gpu.to_device('@cupy:0')
-    x = numpy.random.rand(5, 20).astype(numpy.float32)
-    # The same standard-normal noise on both devices, through F.gaussian's eps.
-    eps = numpy.random.standard_normal((k * 5, 3)).astype(numpy.float32)
-    originals = chainer.functions.gaussian
-
-    def losses(model, xp):
-        def fixed(mu, ln_var, **kwargs):
-            return originals(mu, ln_var, eps=xp.asarray(eps))
-        chainer.functions.gaussian = fixed
-        try:
-            return float(model.get_loss_func(k=k)(xp.asarray(x)).array)
-        finally:
-            chainer.functions.gaussian = originals
-
-    assert losses(gpu, cupy) == pytest.approx(losses(cpu, numpy), rel=1e-5)
+    x = mnist[1].images[:200]
+    losses = []
+    for model, data in ((cpu, x), (gpu, cupy.asarray(x))):
+        fixed_noise(0)
+        losses.append(evaluation.elbo(model, data, k=10)['loss'])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
 
 
-def test_backward_on_gpu():
-    import cupy
-    model = VAE(20, 2, 8)
-    model.to_device('@cupy:0')
-    loss = model.get_loss_func()(cupy.random.rand(4, 20, dtype=cupy.float32))
-    loss.backward()
-    for param in model.params():
-        assert isinstance(param.grad, cupy.ndarray)
-        assert bool(cupy.isfinite(param.grad).all())
+def test_a_resumed_gpu_run_equals_an_uninterrupted_one(
+        tmp_path, mnist_dir, monkeypatch):
+    train_small(tmp_path / 'straight', mnist_dir, '-e', '3')
+    interrupt_at(monkeypatch, 25)  # in epoch 3: 10 iterations an epoch
+    with pytest.raises(KeyboardInterrupt):
+        train_small(tmp_path / 'resumed', mnist_dir, '-e', '3')
+    monkeypatch.undo()
+    assert not os.path.exists(tmp_path / 'resumed' / 'snapshot_epoch_3')
+    train_small(tmp_path / 'resumed', mnist_dir, '-e', '3')
+    a = load_model(tmp_path / 'straight' / 'model.npz')
+    b = dict(load_model(tmp_path / 'resumed' / 'model.npz').namedparams())
+    for name, param in a.namedparams():
+        numpy.testing.assert_array_equal(param.array, b[name].array,
+                                         err_msg=name)

@@ -45,7 +45,7 @@ def test_two_epochs_write_every_output(tmp_path, mnist_dir, capsys):
     assert log[1]['main/loss'] < log[0]['main/loss']
     assert log[1]['validation/main/loss'] < log[0]['validation/main/loss']
     config = json.loads((out / 'config.json').read_text())
-    assert (config['dim_z'], config['n_hidden'], config['epoch']) == (3, 64, 2)
+    assert (config['n_latent'], config['n_h'], config['epoch']) == (3, 64, 2)
     assert config['k_test'] == 10 and config['activation'] == 'softplus'
     graph = (out / 'cg.dot').read_text()
     assert graph.startswith('digraph')
@@ -103,20 +103,29 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_outputs(
     good_snapshot = (out / 'snapshot_epoch_1').read_bytes()
 
     original = net.sample_reconstruction_loss
-    calls = {'train': 0}
+    original_update = training.Updater.update_core
+    now = {'iteration': None}
 
     def nan_at_iteration_15(model, x, mu, ln_var, k):
         loss = original(model, x, mu, ln_var, k)
-        if k == 1:  # training calls (evaluation uses k_test = 10)
-            calls['train'] += 1
-            if calls['train'] == 5:  # iteration 15 of the resumed run
-                return loss * float('nan')
+        if now['iteration'] == 15:
+            return loss * float('nan')
         return loss
+
+    def update_core(self):
+        now['iteration'] = self.iteration + 1
+        try:
+            original_update(self)
+        finally:
+            now['iteration'] = None
 
     monkeypatch.setattr(net, 'sample_reconstruction_loss',
                         nan_at_iteration_15)
+    monkeypatch.setattr(training.Updater, 'update_core', update_core)
     with pytest.raises(SystemExit,
-                       match=r'non-finite loss.*iteration 15 \(epoch 2\)'):
+                       match=r'non-finite loss.*iteration 15 \(epoch 2\); '
+                       r'training stopped before this update; what it had '
+                       r'written is intact: snapshot_epoch_1, model.npz'):
         run(out, mnist_dir, '-e', '3', '--no-fast')  # patched: plain path
     assert (out / 'model.npz').read_bytes() == good_model
     assert (out / 'snapshot_epoch_1').read_bytes() == good_snapshot
@@ -124,12 +133,20 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_outputs(
     assert all(numpy.isfinite(p).all()
                for p in params_of(load_model(out / 'model.npz')).values())
 
+    fresh = tmp_path / 'fresh'  # the first update fails: nothing to keep
+    monkeypatch.setattr(net, 'sample_reconstruction_loss',
+                        lambda *args: original(*args) * float('nan'))
+    with pytest.raises(SystemExit, match=r'iteration 1 \(epoch 1\); '
+                       r'training stopped before this update; nothing had '
+                       r'been saved yet'):
+        run(fresh, mnist_dir, '-e', '1', '--no-fast')
+
 
 def test_sizes_that_disagree_with_the_run_in_out(tmp_path, mnist_dir):
     out = tmp_path / 'run'
     run(out, mnist_dir, '-e', '1')
     config_before = (out / 'config.json').read_text()
-    with pytest.raises(SystemExit, match=r'another model \(dim_z=3 there, '
+    with pytest.raises(SystemExit, match=r'another model \(n_latent=3 there, '
                        r'4 now\)'):
         run(out, mnist_dir, '-e', '1', '-z', '4')
     assert (out / 'config.json').read_text() == config_before
@@ -155,13 +172,13 @@ def test_bad_config_and_data_dir_give_one_line_errors(tmp_path, mnist_dir):
 def test_dynamic_binarization_trains_on_fresh_binary_samples(
         tmp_path, mnist_dir, monkeypatch):
     seen = []
-    original = training.GuardedUpdater.update_core
+    original = training.Updater.update_core
 
     def record(self):
         seen.append(self.get_iterator('main').dataset)
         original(self)
 
-    monkeypatch.setattr(training.GuardedUpdater, 'update_core', record)
+    monkeypatch.setattr(training.Updater, 'update_core', record)
     run(tmp_path / 'd', mnist_dir, '-e', '1', '--binarize', 'dynamic')
     dataset = seen[0]
     first, second = dataset[:50], dataset[:50]
@@ -183,8 +200,9 @@ def test_gpu_flag_without_a_gpu_says_what_is_missing(tmp_path, mnist_dir):
     (['-b', '0'], 'batchsize must be at least 1'),
     (['--k', '-1'], 'k must be at least 1'),
     (['--k-test', '0'], 'k_test must be at least 1'),
-    (['-z', '0'], 'dim_z must be at least 1'),
+    (['-z', '0'], 'n_latent must be at least 1'),
     (['--alpha', '0'], 'alpha must be positive'),
+    (['--alpha', 'inf'], 'alpha must be positive and finite, got inf'),
     (['--seed', '-1'], r'seed must be in \[0, 2\*\*32\)'),
 ])
 def test_bad_settings_are_refused_before_any_work(tmp_path, mnist_dir, flags,
@@ -221,13 +239,13 @@ def test_resume_loads_the_highest_epoch_whatever_the_file_times(
     stamp = os.stat(out / 'snapshot_epoch_2').st_mtime + 100
     os.utime(out / 'snapshot_epoch_1', (stamp, stamp))
     steps = []
-    original = training.GuardedUpdater.update_core
+    original = training.Updater.update_core
 
     def count(self):
         steps.append(self.iteration + 1)
         original(self)
 
-    monkeypatch.setattr(training.GuardedUpdater, 'update_core', count)
+    monkeypatch.setattr(training.Updater, 'update_core', count)
     run(out, mnist_dir, '-e', '3')
     assert steps == list(range(21, 31))  # epoch 3 only: 10 iterations each
     assert [e['epoch'] for e in read_log(out)] == [1, 2, 3]

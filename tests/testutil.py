@@ -29,11 +29,11 @@ def interrupt_at(monkeypatch, iteration):
     Undo with ``monkeypatch.undo()``.
     """
     from vae import training
-    original = training.GuardedUpdater.update_core
+    original = training.Updater.update_core
 
     def interrupted(self):
         if self.iteration == iteration - 1:
             raise KeyboardInterrupt
         original(self)
 
-    monkeypatch.setattr(training.GuardedUpdater, 'update_core', interrupted)
+    monkeypatch.setattr(training.Updater, 'update_core', interrupted)

@@ -4,21 +4,35 @@ A run's configuration is the default file, updated by an optional config
 file, updated by the command-line flags a user actually gave. Keys starting
 with ``_`` are comments. The resolved configuration is written beside the
 run's outputs (``config.json``).
+
+The sizes carry the names of :class:`vae.net.VAE`'s arguments, ``n_latent``
+and ``n_h``, everywhere: in config files, ``config.json``, model files and
+messages. Files written before that rename used ``dim_z`` and ``n_hidden``;
+:func:`read_config_file` reads them under the new names.
 """
 import json
+import math
 import os
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), 'configs')
+_HERE = os.path.dirname(os.path.abspath(__file__))
+#: ``configs/``: the copy installed inside the package (``pip install .``),
+#: else the folder of the clone the package runs from.
+CONFIG_DIR = next(
+    (path for path in (os.path.join(_HERE, 'configs'),
+                       os.path.join(os.path.dirname(_HERE), 'configs'))
+     if os.path.isfile(os.path.join(path, 'default.json'))),
+    os.path.join(os.path.dirname(_HERE), 'configs'))
 DEFAULT_CONFIG = os.path.join(CONFIG_DIR, 'default.json')
 
 #: The keys that fix a model's sizes: a snapshot or model file must agree.
-MODEL_KEYS = ('dim_z', 'n_hidden', 'activation')
+MODEL_KEYS = ('n_latent', 'n_h', 'activation')
 #: The keys a resumed run may change: how long it runs, how many snapshots
 #: it keeps, and which of two bit-identical code paths computes it.
 RESUMABLE_KEYS = ('epoch', 'snapshot_retain', 'fast')
+#: Names of the sizes in files written before they took the VAE's names.
+OLD_KEYS = {'dim_z': 'n_latent', 'n_hidden': 'n_h'}
 
-_AT_LEAST_ONE = ('dim_z', 'n_hidden', 'k', 'k_test', 'epoch', 'batchsize',
+_AT_LEAST_ONE = ('n_latent', 'n_h', 'k', 'k_test', 'epoch', 'batchsize',
                  'snapshot_retain')
 
 
@@ -27,7 +41,8 @@ class ConfigError(ValueError):
 
 
 def read_config_file(path):
-    """The settings in a JSON config file, comments (``_`` keys) dropped."""
+    """The settings in a JSON config file, comments (``_`` keys) dropped and
+    the old size names read as the new ones."""
     try:
         with open(path) as f:
             data = json.load(f)
@@ -37,7 +52,16 @@ def read_config_file(path):
         raise ConfigError('cannot read config file %s: %s' % (path, e))
     if not isinstance(data, dict):
         raise ConfigError('config file %s must hold a JSON object' % path)
-    return {k: v for k, v in data.items() if not k.startswith('_')}
+    settings = {}
+    for key, value in data.items():
+        if key.startswith('_'):
+            continue
+        new = OLD_KEYS.get(key, key)
+        if new in settings:
+            raise ConfigError('config file %s gives %s twice (as %s and %s)'
+                              % (path, new, key, new))
+        settings[new] = value
+    return settings
 
 
 def defaults():
@@ -76,10 +100,12 @@ def check_values(config):
     from vae.net import ACTIVATIONS
     problems = ['%s must be at least 1, got %r' % (key, config[key])
                 for key in _AT_LEAST_ONE if config[key] < 1]
-    if not config['alpha'] > 0:
-        problems.append('alpha must be positive, got %r' % config['alpha'])
-    if not config['C'] >= 0:
-        problems.append('C must not be negative, got %r' % config['C'])
+    if not (config['alpha'] > 0 and math.isfinite(config['alpha'])):
+        problems.append('alpha must be positive and finite, got %r'
+                        % config['alpha'])
+    if not (config['C'] >= 0 and math.isfinite(config['C'])):
+        problems.append('C must be finite and not negative, got %r'
+                        % config['C'])
     if not 0 <= config['seed'] < 2 ** 32:
         problems.append('seed must be in [0, 2**32), got %r' % config['seed'])
     if config['activation'] not in ACTIVATIONS:

@@ -75,11 +75,16 @@ BINARIZE_MODES = ('threshold', 'dynamic')
 _IMAGES_MAGIC = 2051
 _LABELS_MAGIC = 2049
 _SIDE = 28
+#: Pixels in an image, as the loader returns it flat.
+N_PIXELS = _SIDE * _SIDE
 # split -> (images file, labels file, number of examples)
 _SPLITS = {
     'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 60000),
     'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte', 10000),
 }
+# file name -> number of examples
+_EXAMPLES = {name: n for images, labels, n in _SPLITS.values()
+             for name in (images, labels)}
 # Where chainer.datasets.get_mnist caches train.npz / test.npz.
 _CHAINER_CACHE_NAME = 'pfnet/chainer/mnist'
 _NOT_FOUND_HINT = ('pass data_dir (--data-dir in the scripts) pointing to a '
@@ -112,7 +117,8 @@ class Split(NamedTuple):
 
 
 def load_mnist(data_dir=None, *, cache_dir=None, mirrors=None, download=True,
-               binarize=None, threshold=0.5, seed=0, progress=True):
+               binarize=None, threshold=0.5, seed=0, progress=True,
+               splits=('train', 'test')):
     """Loads MNIST as ``(train, test)``, each a :class:`Split`.
 
     Args:
@@ -134,10 +140,12 @@ def load_mnist(data_dir=None, *, cache_dir=None, mirrors=None, download=True,
         threshold (float): Cut-off for ``binarize='threshold'``.
         seed (int): Seed of the sample for ``binarize='dynamic'``.
         progress (bool): Show a progress bar while downloading.
+        splits: The splits to load and return, in this order: ``'train'``
+            (60000 examples), ``'test'`` (10000). Only their files are read.
 
     Returns:
-        tuple: ``(train, test)``, two :class:`Split` of 60000 and 10000
-        examples: images (N, 784) float32, labels (N,) int32.
+        tuple: one :class:`Split` per name in ``splits`` (by default
+        ``(train, test)``): images (N, 784) float32, labels (N,) int32.
 
     Raises:
         MNISTNotFoundError: A file is missing from ``data_dir``, or no source
@@ -150,29 +158,33 @@ def load_mnist(data_dir=None, *, cache_dir=None, mirrors=None, download=True,
         raise ValueError('binarize must be None or one of %s, got %r'
                          % (', '.join(repr(m) for m in BINARIZE_MODES),
                             binarize))
+    unknown = [s for s in splits if s not in _SPLITS]
+    if unknown or not splits:
+        raise ValueError('splits must name some of %s, got %r'
+                         % (', '.join(_SPLITS), splits))
     if data_dir is not None:
-        raw = _load_from_folder(data_dir)
+        raw = _load_from_folder(data_dir, splits)
     else:
-        raw = _load_from_chainer_cache()
+        raw = _load_from_chainer_cache(splits)
         if raw is None:
             if cache_dir is None:
                 cache_dir = os.path.join(chainer.dataset.get_dataset_root(),
                                          'chainer-vae', 'mnist')
             raw = _load_from_download_cache(
-                cache_dir, _resolve_mirrors(mirrors), download, progress)
-    train, test = (_to_split(*raw[split]) for split in ('train', 'test'))
+                cache_dir, _resolve_mirrors(mirrors), download, progress,
+                splits)
+    loaded = [_to_split(*raw[split]) for split in splits]
     if binarize == 'threshold':
-        train, test = (
+        loaded = [
             Split(binarize_images(s.images, binarize, threshold=threshold),
-                  s.labels) for s in (train, test))
+                  s.labels) for s in loaded]
     elif binarize == 'dynamic':
         # each split from a generator of its own, so that a split's sample
         # does not depend on the other's size (scripts/train.py draws the
         # test sample alone and must get this one)
-        train, test = (
-            Split(binarize_images(s.images, binarize, rng=seed), s.labels)
-            for s in (train, test))
-    return train, test
+        loaded = [Split(binarize_images(s.images, binarize, rng=seed),
+                        s.labels) for s in loaded]
+    return tuple(loaded)
 
 
 def binarize_images(images, mode, *, threshold=0.5, rng=None):
@@ -338,10 +350,17 @@ def _check_sha256(payload, name, source):
 
 
 def _parse_verified(payload, name, source):
-    """Checks the checksum of an uncompressed payload, then parses it."""
-    _check_sha256(payload, name, source)
+    """Parses an uncompressed payload (whose header checks name a fault in
+    the file's structure), then checks its checksum (which catches any other
+    difference from MNIST)."""
     magic = _IMAGES_MAGIC if '-images-' in name else _LABELS_MAGIC
-    return parse_idx(payload, source, magic)
+    array = parse_idx(payload, source, magic)
+    expected = _EXAMPLES[name]
+    if len(array) != expected:
+        raise MNISTFormatError('%s: %d examples, but %s has %d'
+                               % (source, len(array), name, expected))
+    _check_sha256(payload, name, source)
+    return array
 
 
 def _read_file(path, name):
@@ -363,10 +382,15 @@ def _pair(images, labels, source):
     return images.reshape(len(images), _SIDE * _SIDE), labels
 
 
-def _load_from_folder(data_dir):
-    """Step 1: the four files from a user's folder (read only)."""
+def _files_of(splits):
+    """The IDX file names of ``splits``."""
+    return [name for split in splits for name in _SPLITS[split][:2]]
+
+
+def _load_from_folder(data_dir, splits):
+    """Step 1: the files of ``splits`` from a user's folder (read only)."""
     found, missing = {}, []
-    for name in FILES:
+    for name in _files_of(splits):
         dotted = name.replace('-idx', '.idx')  # t10k-images.idx3-ubyte
         candidates = [os.path.join(data_dir, base + ext)
                       for base in (name, dotted) for ext in ('.gz', '')]
@@ -381,22 +405,22 @@ def _load_from_folder(data_dir):
                                  % (data_dir, '; '.join(missing)))
     arrays = {name: _read_file(path, name) for name, path in found.items()}
     logger.info('MNIST read from %s', data_dir)
-    return {split: _pair(arrays[images], arrays[labels], data_dir)
-            for split, (images, labels, _) in _SPLITS.items()}
+    return {split: _pair(arrays[_SPLITS[split][0]], arrays[_SPLITS[split][1]],
+                         data_dir) for split in splits}
 
 
-def _load_from_chainer_cache():
+def _load_from_chainer_cache(splits):
     """Step 2: Chainer's train.npz / test.npz, or None (with a warning if
     they exist but are not valid)."""
     directory = chainer.dataset.get_dataset_directory(
         _CHAINER_CACHE_NAME, create_directory=False)
     paths = {split: os.path.join(directory, split + '.npz')
-             for split in _SPLITS}
+             for split in splits}
     if not all(os.path.isfile(p) for p in paths.values()):
         return None
     try:
         raw = {split: _read_chainer_npz(paths[split], split)
-               for split in _SPLITS}
+               for split in splits}
     except (MNISTError, OSError, ValueError, KeyError, EOFError,
             zipfile.BadZipFile, zlib.error) as exc:
         warnings.warn("ignoring Chainer's MNIST cache in %s: %s: %s"
@@ -426,10 +450,11 @@ def _read_chainer_npz(path, split):
     return images, labels
 
 
-def _load_from_download_cache(cache_dir, mirrors, download, progress):
+def _load_from_download_cache(cache_dir, mirrors, download, progress,
+                              splits):
     """Step 3: verified files in ``cache_dir``, downloading missing ones."""
     arrays, missing = {}, []
-    for name in FILES:
+    for name in _files_of(splits):
         path = os.path.join(cache_dir, name + '.gz')
         if os.path.isfile(path):
             try:
@@ -453,8 +478,8 @@ def _load_from_download_cache(cache_dir, mirrors, download, progress):
             arrays[name] = _download_from_mirrors(
                 name, cache_dir, mirrors, unreachable, progress)
     logger.info('MNIST read from %s', cache_dir)
-    return {split: _pair(arrays[images], arrays[labels], cache_dir)
-            for split, (images, labels, _) in _SPLITS.items()}
+    return {split: _pair(arrays[_SPLITS[split][0]], arrays[_SPLITS[split][1]],
+                         cache_dir) for split in splits}
 
 
 def _download_from_mirrors(name, cache_dir, mirrors, unreachable, progress):

@@ -25,14 +25,13 @@ article's loss does, :func:`log_bernoulli` also scores continuous pixels in
 normalized density, so a "log-likelihood" of continuous MNIST is comparable
 only with others computed the same way, not with binarized-MNIST figures.
 
-Noise: z is drawn by :func:`chainer.functions.gaussian`, as in the training
-loss, from the global generator of the model's array module: seed it with
-``model.device.xp.random.seed(s)`` (``numpy.random.seed`` on the CPU,
-``cupy.random.seed`` on a GPU). With the same seed, the same data and the
-same ``batchsize``, :func:`elbo` then sees the noise the training loss
+Noise: z is drawn from the generator of the model's device
+(:func:`vae.device.standard_normal`) and passed through
+:func:`chainer.functions.gaussian`, as in the training loss: seed it with
+:func:`vae.device.seed`. With the same seed, the same data and the same
+``batchsize``, :func:`elbo` then sees the noise the training loss
 (``model.get_loss_func(C=1, k=k)``) would see.
 """
-import contextlib
 import math
 import time
 
@@ -40,6 +39,11 @@ import chainer
 import chainer.functions as F
 import numpy
 from tqdm import tqdm
+
+from vae import device as device_lib
+from vae import elbo as terms
+from vae.elbo import log_normal_diag, log_standard_normal  # NOQA: F401
+from vae.inference import device_batches, inference_mode
 
 #: Importance samples per image of Burda et al. (2015), Table 1.
 DEFAULT_IW_SAMPLES = 5000
@@ -51,15 +55,11 @@ DEFAULT_BATCHSIZE = 100
 #: Burda et al. (2015), section 5.2.
 ACTIVE_UNIT_THRESHOLD = 0.01
 
-_LOG_2PI = math.log(2.0 * math.pi)
-
-
 def log_bernoulli(x, logits):
     """log p(x|z) of a Bernoulli decoder, summed over the last axis.
 
-    ``sum_d x_d * l_d - softplus(l_d)``, which is ``-bernoulli_nll`` per
-    row; softplus is computed as ``max(l, 0) + log1p(exp(-|l|))`` so that
-    no large logit overflows.
+    ``-sum_d bernoulli_nll(x_d, l_d)`` (:func:`vae.elbo.bernoulli_nll`),
+    which no large logit overflows.
 
     Args:
         x: Pixels in [0, 1], shape (..., D); broadcast against ``logits``.
@@ -68,37 +68,12 @@ def log_bernoulli(x, logits):
     Returns:
         Array of shape (...), in the dtype of ``logits``.
     """
-    xp = chainer.backend.get_array_module(logits)
-    softplus = xp.maximum(logits, 0) + xp.log1p(xp.exp(-xp.abs(logits)))
-    return (x * logits - softplus).sum(axis=-1)
-
-
-def log_normal_diag(z, mu, ln_var):
-    """log N(z; mu, diag(exp(ln_var))), summed over the last axis.
-
-    Args:
-        z: Points, shape (..., L).
-        mu: Means, broadcastable to ``z``.
-        ln_var: log(sigma**2), broadcastable to ``z``.
-
-    Returns:
-        Array of shape (...).
-    """
-    xp = chainer.backend.get_array_module(z)
-    return -0.5 * (_LOG_2PI + ln_var + (z - mu) ** 2 * xp.exp(-ln_var)).sum(
-        axis=-1)
-
-
-def log_standard_normal(z):
-    """log N(z; 0, I), summed over the last axis: shape (..., L) -> (...)."""
-    return -0.5 * (_LOG_2PI + z * z).sum(axis=-1)
+    return -terms.bernoulli_nll(x, logits).sum(axis=-1)
 
 
 def kl_standard_normal(mu, ln_var):
-    """KL(N(mu, diag(exp(ln_var))) || N(0, I)) per row, in closed form.
-
-    Kingma & Welling (2014), Appendix B:
-    ``0.5 * sum(mu**2 + sigma**2 - log sigma**2 - 1)``.
+    """KL(N(mu, diag(exp(ln_var))) || N(0, I)) per row, in closed form
+    (:func:`vae.elbo.gaussian_kl` summed over the last axis).
 
     Args:
         mu, ln_var: Shape (..., L); ``ln_var`` is log(sigma**2).
@@ -106,19 +81,19 @@ def kl_standard_normal(mu, ln_var):
     Returns:
         Array of shape (...).
     """
-    xp = chainer.backend.get_array_module(mu)
-    return 0.5 * (mu * mu + xp.exp(ln_var) - ln_var - 1).sum(axis=-1)
+    return terms.gaussian_kl(mu, ln_var).sum(axis=-1)
 
 
-def sample_q(mu, ln_var, n):
+def sample_q(model, mu, ln_var, n):
     """``n`` reparameterized draws of z ~ q(z|x) per row.
 
-    The noise comes from :func:`chainer.functions.gaussian`, the sampler of
-    the training loss, which draws sample-major from the global generator of
-    the arrays' module: ``n`` draws here are the ones ``get_loss_func(k=n)``
-    makes on the same batch, and consecutive calls continue one stream.
+    The noise comes from the generator of the model's device, drawn
+    sample-major as the training loss draws it: ``n`` draws here are the
+    ones ``get_loss_func(k=n)`` makes on the same batch, and consecutive
+    calls continue one stream.
 
     Args:
+        model (vae.net.VAE): The model whose device draws the noise.
         mu, ln_var: Parameters of q, shape (B, L) each (arrays).
         n (int): Samples per row.
 
@@ -127,8 +102,9 @@ def sample_q(mu, ln_var, n):
     """
     xp = chainer.backend.get_array_module(mu)
     shape = (n,) + mu.shape  # (n, B, L)
+    eps = device_lib.standard_normal(model.xp, shape, mu.dtype)
     return F.gaussian(xp.broadcast_to(mu, shape),
-                      xp.broadcast_to(ln_var, shape)).array
+                      xp.broadcast_to(ln_var, shape), eps=eps).array
 
 
 def log_importance_weights(model, x, mu, ln_var, n):
@@ -148,8 +124,8 @@ def log_importance_weights(model, x, mu, ln_var, n):
         float64 array of shape (n, B), on the model's device.
     """
     batchsize, n_latent = mu.shape
-    with _inference_mode():
-        z = sample_q(mu, ln_var, n)  # (n, B, L)
+    with inference_mode():
+        z = sample_q(model, mu, ln_var, n)  # (n, B, L)
         logits = model.decode(z.reshape(n * batchsize, n_latent),
                               sigmoid=False).array  # (n*B, D)
     logits = logits.reshape(n, batchsize, -1)  # (n, B, D)
@@ -160,7 +136,7 @@ def log_importance_weights(model, x, mu, ln_var, n):
                               ln_var.astype(numpy.float64)))
 
 
-def elbo(model, x, k=10, batchsize=DEFAULT_BATCHSIZE):
+def elbo(model, x, k=10, batchsize=DEFAULT_BATCHSIZE, encoded=None):
     """The negative ELBO and its parts, averaged over the images.
 
     The quantity of the training loss ``model.get_loss_func(C=1, k=k)``:
@@ -174,6 +150,8 @@ def elbo(model, x, k=10, batchsize=DEFAULT_BATCHSIZE):
         x: Images, shape (N, D), NumPy or on the model's device.
         k (int): Samples of z per image.
         batchsize (int): Images per pass.
+        encoded: ``(mu, ln_var)`` of all of ``x`` (:func:`encode`), where
+            the caller has them.
 
     Returns:
         dict: ``loss`` (-ELBO), ``reconstr`` and ``kl``, in nats per image,
@@ -181,9 +159,9 @@ def elbo(model, x, k=10, batchsize=DEFAULT_BATCHSIZE):
     """
     _check_positive(k=k, batchsize=batchsize)
     reconstr = kl = 0.0
-    for xb, mu, ln_var in _encoded_batches(model, x, batchsize):
-        with _inference_mode():
-            z = sample_q(mu, ln_var, k)  # (k, B, L)
+    for xb, mu, ln_var in _encoded_batches(model, x, batchsize, encoded):
+        with inference_mode():
+            z = sample_q(model, mu, ln_var, k)  # (k, B, L)
             logits = model.decode(z.reshape(-1, z.shape[-1]),
                                   sigmoid=False).array  # (k*B, D)
         logits = logits.reshape(k, len(xb), -1)  # (k, B, D)
@@ -196,7 +174,7 @@ def elbo(model, x, k=10, batchsize=DEFAULT_BATCHSIZE):
 
 
 def log_likelihood(model, x, K=DEFAULT_IW_SAMPLES, chunk=DEFAULT_CHUNK,
-                   batchsize=DEFAULT_BATCHSIZE, progress=True):
+                   batchsize=DEFAULT_BATCHSIZE, progress=True, encoded=None):
     """Importance-sampled estimate of log p(x) for every image.
 
     Burda et al. (2015), eq. 8, with q(z|x) as the proposal:
@@ -220,6 +198,7 @@ def log_likelihood(model, x, K=DEFAULT_IW_SAMPLES, chunk=DEFAULT_CHUNK,
         chunk (int): Samples decoded per pass and image.
         batchsize (int): Images per pass.
         progress (bool): Show a progress bar (tqdm, on stderr).
+        encoded: As for :func:`elbo`.
 
     Returns:
         numpy.ndarray: float64, shape (N,), the estimates in nats.
@@ -229,11 +208,12 @@ def log_likelihood(model, x, K=DEFAULT_IW_SAMPLES, chunk=DEFAULT_CHUNK,
     estimates = []
     with tqdm(total=len(x) * K, unit='sample', unit_scale=True,
               desc='log p(x)', disable=not progress) as bar:
-        for xb, mu, ln_var in _encoded_batches(model, x, batchsize):
+        for xb, mu, ln_var in _encoded_batches(model, x, batchsize,
+                                               encoded):
             acc = numpy.full(len(xb), -numpy.inf)  # (B,) running logsumexp
             for start in range(0, K, chunk):
                 n = min(chunk, K - start)
-                log_w = chainer.backend.CpuDevice().send(
+                log_w = device_lib.to_cpu(
                     log_importance_weights(model, xb, mu, ln_var, n))
                 acc = numpy.logaddexp.accumulate(
                     numpy.concatenate([acc[None], log_w]), axis=0)[-1]
@@ -281,9 +261,11 @@ def evaluate(model, x, k=10, iw_samples=DEFAULT_IW_SAMPLES,
         ``neg_log_likelihood_sem`` (its standard error over the images),
         ``active_units``, ``n_latent``, and ``seconds`` per part.
     """
+    _check_positive(batchsize=batchsize)
     seconds = {}
     start = time.perf_counter()
-    bound = elbo(model, x, k=k, batchsize=batchsize)
+    encoded = encode(model, x, batchsize)  # once for every measure
+    bound = elbo(model, x, k=k, batchsize=batchsize, encoded=encoded)
     seconds['elbo'] = time.perf_counter() - start
     result = {'n': len(x), 'k': k, 'neg_elbo': bound['loss'],
               'reconstr': bound['reconstr'], 'kl': bound['kl'],
@@ -292,41 +274,39 @@ def evaluate(model, x, k=10, iw_samples=DEFAULT_IW_SAMPLES,
     if iw_samples:
         start = time.perf_counter()
         log_px = log_likelihood(model, x, K=iw_samples, chunk=iw_chunk,
-                                batchsize=batchsize, progress=progress)
+                                batchsize=batchsize, progress=progress,
+                                encoded=encoded)
         seconds['log_likelihood'] = time.perf_counter() - start
         result['neg_log_likelihood'] = -float(log_px.mean())
         result['neg_log_likelihood_sem'] = (
             float(log_px.std(ddof=1) / math.sqrt(len(log_px)))
             if len(log_px) > 1 else None)
-    mu = numpy.concatenate(
-        [chainer.backend.CpuDevice().send(mu_b)
-         for _, mu_b, _ in _encoded_batches(model, x, batchsize)])  # (N, L)
-    result['active_units'] = active_units(mu)
+    result['active_units'] = active_units(device_lib.to_cpu(encoded[0]))
     result['n_latent'] = model.n_latent
     result['seconds'] = seconds
     return result
 
 
-def _encoded_batches(model, x, batchsize):
-    """Yield ``(x, mu, ln_var)`` arrays per batch, on the model's device."""
-    if len(x) == 0:
-        raise ValueError('no images to evaluate')
-    device = model.device
-    for start in range(0, len(x), batchsize):
-        # (B, D), in the model's float32 whatever the caller's dtype
-        xb = device.send(x[start:start + batchsize]).astype(
-            numpy.float32, copy=False)
-        with _inference_mode():
+def encode(model, x, batchsize=DEFAULT_BATCHSIZE):
+    """``(mu, ln_var)`` of every row of ``x``, (N, L) each, on the model's
+    device, encoded in batches of ``batchsize``."""
+    xp = model.xp
+    parts = []
+    for xb in device_batches(model, x, batchsize):
+        with inference_mode():
             mu, ln_var = model.encode(xb)  # (B, L) each
-        yield xb, mu.array, ln_var.array
+        parts.append((mu.array, ln_var.array))
+    return tuple(xp.concatenate(p) for p in zip(*parts))
 
 
-@contextlib.contextmanager
-def _inference_mode():
-    # No graph is kept: evaluation needs no gradients, and a graph would
-    # hold every (chunk * B, n_h) activation until the arrays are dropped.
-    with chainer.using_config('train', False), chainer.no_backprop_mode():
-        yield
+def _encoded_batches(model, x, batchsize, encoded=None):
+    """Yield ``(x, mu, ln_var)`` arrays per batch, on the model's device."""
+    if encoded is None:
+        encoded = encode(model, x, batchsize)
+    mu, ln_var = encoded
+    for i, xb in enumerate(device_batches(model, x, batchsize)):
+        rows = slice(i * batchsize, i * batchsize + len(xb))
+        yield xb, mu[rows], ln_var[rows]
 
 
 def _check_positive(**values):

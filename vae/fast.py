@@ -3,8 +3,8 @@
 Chainer runs the loss of :meth:`vae.net.VAE.get_loss_func` as 26 forward and
 47 backward function nodes, and its Adam as 12 NumPy passes per parameter
 array; on two cores that Python and memory traffic costs about as much as the
-matrix products themselves (docs/REFERENCE.md, "Performance facts"). This
-module keeps the maths and removes the overhead:
+matrix products themselves. This module keeps the maths and removes the
+overhead:
 
 * :class:`VAELoss` is one ``chainer.FunctionNode`` for the whole negative
   ELBO (Kingma & Welling 2014, arXiv:1312.6114, eq. 7 with the closed-form
@@ -14,10 +14,10 @@ module keeps the maths and removes the overhead:
   (``functions/connection/linear.py``, ``activation/softplus.py``,
   ``tanh.py``, ``sigmoid.py``, ``relu.py``, ``noise/gaussian.py``,
   ``array/tile.py``, ``loss/vae.py``, ``math/basic_math.py`` and
-  ``chainer/_backprop.py`` for the order in which gradients are summed), and
-  the noise is drawn with the same call (``numpy.random.standard_normal`` of
-  the ``(k*B, L)`` sample-major shape), so on the CPU the loss and the
-  gradients equal the plain path's bit for bit.
+  ``chainer/_backprop.py`` for the order in which gradients are summed; the
+  loss's terms are :mod:`vae.elbo`'s), and the noise is drawn with the same
+  call, so on the CPU the loss and the gradients equal the plain path's bit
+  for bit. Its layers and activations are :mod:`vae.net`'s.
 * :class:`FlatAdam` is ``chainer.optimizers.Adam`` whose parameters, moments
   and gradients live in contiguous float32 buffers, updated by one compiled
   element-wise pass (numba) with the arithmetic of ``AdamRule.update_core_cpu``
@@ -26,16 +26,21 @@ module keeps the maths and removes the overhead:
   layout, so plain and fast runs can resume each other.
 
 The fast path is CPU only; :func:`unsupported_reason` says when it does not
-apply.
+apply, and :func:`vae.training.loss_and_optimizer` picks the path.
 """
 import chainer
 import numpy
 from chainer import function_node
 
-#: Hidden activations the fused node implements, by registry name.
-ACTIVATIONS = ('softplus', 'tanh', 'sigmoid', 'relu')
+from vae import device as device_lib
+from vae import elbo
+from vae.net import ACTIVATIONS, LAYERS
 
 _F32 = numpy.float32
+
+# The fused node names the layers of vae.net; a layer added there without
+# its gradient here fails at import rather than training a different model.
+LE1, LE2, LE3_MU, LE3_LN_VAR, LD1, LD2, LD3 = LAYERS
 
 
 def unsupported_reason(model, device=None):
@@ -49,10 +54,10 @@ def unsupported_reason(model, device=None):
     Returns:
         str: The reason, or ``None`` when the fast path applies.
     """
-    if model.activation not in ACTIVATIONS:
+    if model.activation not in FUSED_ACTIVATIONS:
         return ('the fused loss implements the activations %s, not %r'
-                % (', '.join(ACTIVATIONS), model.activation))
-    if device is not None and device.xp is not numpy:
+                % (', '.join(FUSED_ACTIVATIONS), model.activation))
+    if device is not None and not device_lib.is_cpu(device):
         return 'the fast path runs on the CPU only, not on %s' % device
     if any(not isinstance(p.array, numpy.ndarray) or p.dtype != _F32
            for p in model.params()):
@@ -75,7 +80,7 @@ def loss_func(model, C=1.0, k=1):
 
     Args:
         model (vae.net.VAE): A model whose activation is in
-            :data:`ACTIVATIONS`, on the CPU.
+            :data:`FUSED_ACTIVATIONS`, on the CPU.
         C (float): Weight of the KL term.
         k (int): Number of Monte Carlo samples of z per input.
 
@@ -106,20 +111,6 @@ def loss_func(model, C=1.0, k=1):
 
 
 # -- element-wise kernels, each Chainer's CPU formula ------------------------
-
-def _softplus(a):
-    # Softplus.forward_cpu (beta = 1): fmax(x, 0) + log1p(exp(-|x|)). The
-    # same values, faster: NumPy's abs is vectorized where fabs is not (4x
-    # here), and fmax against an array of zeros rather than the scalar 0.
-    t = numpy.abs(a)
-    numpy.negative(t, out=t)
-    numpy.exp(t, out=t)
-    numpy.log1p(t, out=t)
-    h = numpy.zeros_like(a)
-    numpy.fmax(a, h, out=h)
-    h += t
-    return h
-
 
 def _softplus_grad(a, h, gh):
     # SoftplusGrad.forward_cpu: (1 - 1 / (1 + exp(x))) * gy; exp may
@@ -173,12 +164,17 @@ def _relu_grad(a, h, gh):
     return numpy.multiply(gh, h > 0, dtype=gh.dtype)
 
 
+#: The hidden activations the fused node implements (a subset of
+#: vae.net.ACTIVATIONS): name -> (forward, backward).
 _KERNELS = {
-    'softplus': (_softplus, _softplus_grad),
+    'softplus': (elbo.softplus, _softplus_grad),
     'tanh': (_tanh, _tanh_grad),
     'sigmoid': (_sigmoid, _sigmoid_grad),
     'relu': (_relu, _relu_grad),
 }
+assert set(_KERNELS) <= set(ACTIVATIONS)
+#: Names of the activations the fused loss supports.
+FUSED_ACTIVATIONS = tuple(_KERNELS)
 
 
 class VAELoss(function_node.FunctionNode):
@@ -195,7 +191,7 @@ class VAELoss(function_node.FunctionNode):
 
     Args:
         names (sequence of str): Parameter names, e.g. ``'/le1/W'``.
-        activation (str): A name from :data:`ACTIVATIONS`.
+        activation (str): A name from :data:`FUSED_ACTIVATIONS`.
         C (float): Weight of the KL term.
         k (int): Number of samples of z per input.
     """
@@ -217,12 +213,12 @@ class VAELoss(function_node.FunctionNode):
         self._p = dict(zip(self._names, inputs[1:]))
         act, k, batch = self._act, self._k, len(x)
         self._x = x
-        self._a1 = self._linear('le1', x)  # (B, n_h), pre-activation
+        self._a1 = self._linear(LE1, x)  # (B, n_h), pre-activation
         self._h1 = act(self._a1)
-        self._a2 = self._linear('le2', self._h1)
+        self._a2 = self._linear(LE2, self._h1)
         self._h2 = act(self._a2)
-        mu = self._linear('le3_mu', self._h2)  # (B, L)
-        ln_var = self._linear('le3_ln_var', self._h2)  # log(sigma**2)
+        mu = self._linear(LE3_MU, self._h2)  # (B, L)
+        ln_var = self._linear(LE3_LN_VAR, self._h2)  # log(sigma**2)
         self._mu, self._ln_var = mu, ln_var
 
         # F.gaussian on the k copies stacked sample-major, as
@@ -230,31 +226,22 @@ class VAELoss(function_node.FunctionNode):
         # same order from NumPy's global generator.
         mu_k = numpy.tile(mu, (k, 1)) if k > 1 else mu  # (k*B, L)
         ln_var_k = numpy.tile(ln_var, (k, 1)) if k > 1 else ln_var
-        eps = numpy.random.standard_normal(ln_var_k.shape).astype(
-            x.dtype, copy=False)
+        eps = device_lib.standard_normal(numpy, ln_var_k.shape, x.dtype)
         self._noise = numpy.exp(ln_var_k * _F32(0.5)) * eps  # (k*B, L)
         self._z = mu_k + self._noise
 
-        self._ad1 = self._linear('ld1', self._z)  # (k*B, n_h)
+        self._ad1 = self._linear(LD1, self._z)  # (k*B, n_h)
         self._d1 = act(self._ad1)
-        self._ad2 = self._linear('ld2', self._d1)
+        self._ad2 = self._linear(LD2, self._d1)
         self._d2 = act(self._ad2)
-        self._logits = self._linear('ld3', self._d2)  # (k*B, n_in)
+        self._logits = self._linear(LD3, self._d2)  # (k*B, n_in)
 
-        # F.bernoulli_nll: sum(softplus(y) - x * y)
+        # F.bernoulli_nll and F.gaussian_kl_divergence, each summed
         self._x_k = numpy.tile(x, (k, 1)) if k > 1 else x  # (k*B, n_in)
-        nll = _softplus(self._logits)
-        nll -= self._x_k * self._logits
-        reconstr = _F32(1.0 / (k * batch)) * nll.sum()
-
-        # F.gaussian_kl_divergence: sum((mu^2 + var - ln_var - 1) / 2)
+        reconstr = _F32(1.0 / (k * batch)) * elbo.bernoulli_nll(
+            self._x_k, self._logits).sum()
         self._var = numpy.exp(ln_var)  # (B, L)
-        kl = mu * mu
-        kl += self._var
-        kl -= ln_var
-        kl += _F32(-1)
-        kl *= _F32(0.5)
-        kl = _F32(1.0 / batch) * kl.sum()
+        kl = _F32(1.0 / batch) * elbo.gaussian_kl(mu, ln_var, self._var).sum()
 
         loss = reconstr + _F32(self._C) * kl
         return tuple(numpy.asarray(v, dtype=x.dtype)
@@ -282,10 +269,10 @@ class VAELoss(function_node.FunctionNode):
         g = _F32(1.0 / (k * batch)) * g_rec
         gy = _softplus_grad(self._logits, None, g)  # (k*B, n_in)
         gy += self._x_k * -g
-        gh = self._linear_grad('ld3', gy, self._d2)
-        gh = self._linear_grad('ld2', act_grad(self._ad2, self._d2, gh),
+        gh = self._linear_grad(LD3, gy, self._d2)
+        gh = self._linear_grad(LD2, act_grad(self._ad2, self._d2, gh),
                                self._d1)
-        gz = self._linear_grad('ld1', act_grad(self._ad1, self._d1, gh),
+        gz = self._linear_grad(LD1, act_grad(self._ad1, self._d1, gh),
                                self._z)  # (k*B, L)
 
         # F.gaussian's backward; for k > 1, F.tile's sums over the copies
@@ -306,11 +293,11 @@ class VAELoss(function_node.FunctionNode):
         g_mu = (g_mu_kl + g_mu_kl) + g_mu
         g_ln_var = (-g_half + self._var * g_half) + g_ln_var
 
-        gh = self._linear_grad('le3_mu', g_mu, self._h2)
-        gh += self._linear_grad('le3_ln_var', g_ln_var, self._h2)
-        gh = self._linear_grad('le2', act_grad(self._a2, self._h2, gh),
+        gh = self._linear_grad(LE3_MU, g_mu, self._h2)
+        gh += self._linear_grad(LE3_LN_VAR, g_ln_var, self._h2)
+        gh = self._linear_grad(LE2, act_grad(self._a2, self._h2, gh),
                                self._h1)
-        self._linear_grad('le1', act_grad(self._a1, self._h1, gh), self._x,
+        self._linear_grad(LE1, act_grad(self._a1, self._h1, gh), self._x,
                           need_gx=False)
 
         return (None,) + tuple(  # x, then the parameters

@@ -3,40 +3,25 @@
 The figures are those of "Variational Autoencoder徹底解説" (Qiita, 2017):
 reconstructions through mu, the 2-D latent scatter (with the arrow from the
 mean of the 0s to the mean of the 7s), the 25x25 map of decodes over
-z in [-2, 2]^2, the 0 -> 7 interpolation as a GIF and as a 9x9 sheet, the
-all-pairs interpolation GIF of the 20-D model, a t-SNE view of the latent
-means (and the TSV files of TensorBoard's embedding projector), decodes of
-prior samples, the loss curves, and the two swiss-roll figures of the
-manifold hypothesis (data from ``sklearn.datasets.make_swiss_roll``).
+z in [-2, 2]^2, the 0 -> 7 interpolation as a 9x9 sheet, a t-SNE view of the
+latent means, decodes of prior samples and the loss curves. The GIFs and the
+files of TensorBoard's projector are written by :mod:`vae.figure_files`; the
+swiss roll of the manifold hypothesis by ``scripts/plot_swiss_roll.py``.
 
 Each figure function takes NumPy arrays and returns a matplotlib ``Figure``
-(saving is the caller's job), except the GIF writers, which assemble frames
-with Pillow and write the file atomically. The arithmetic (tiling, grids of
-z, interpolation, class means) lives in small pure functions so that tests
-can check it. Nothing here picks a backend: the scripts choose Agg before
-pyplot is first imported, and the figures here never touch pyplot.
-
-Pillow merges a GIF frame identical to the one before it into that frame
-(adding up their durations), so a file can hold fewer frames than were
-given while its animation, frame times included, is the same.
+(saving is the caller's job). The arithmetic (tiling, grids of z,
+interpolation, class means) lives in small pure functions so that tests can
+check it. Nothing here picks a backend: the scripts choose Agg before pyplot
+is first imported, and the figures here never touch pyplot.
 """
-import os
-
 import numpy
 from matplotlib import patheffects
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image
-from tqdm import tqdm
-
-from vae.serialization import atomic_path
 
 #: Side of an MNIST image in pixels.
 SIDE = 28
 #: Colormap of the scatter plots, as in the article.
 SCATTER_CMAP = 'rainbow'
-#: Milliseconds a GIF frame is shown (GIF counts in hundredths of a second).
-FRAME_MS = 100
 
 
 # ---------------------------------------------------------------- pure maths
@@ -214,22 +199,6 @@ def tsne_embedding(points, n_components=2, perplexity=30.0, seed=0):
     tsne = TSNE(n_components=n_components, perplexity=perplexity,
                 init='pca', learning_rate='auto', random_state=seed)
     return tsne.fit_transform(points)
-
-
-def unroll_swiss_roll(t, points):
-    """The swiss roll's intrinsic coordinates: (position along it, height).
-
-    ``make_swiss_roll`` draws x = t cos t, y = height, z = t sin t, so the
-    2-D manifold it lies on is spanned by t and y.
-
-    Args:
-        t: (N,) position along the roll, as ``make_swiss_roll`` returns it.
-        points: (N, 3) the points.
-
-    Returns:
-        numpy.ndarray: (N, 2).
-    """
-    return numpy.stack([numpy.asarray(t), numpy.asarray(points)[:, 1]], axis=1)
 
 
 # ------------------------------------------------------------------ figures
@@ -428,26 +397,6 @@ def tsne_scatter(embedding, labels):
     return fig
 
 
-def swiss_roll_unrolled(coords, color):
-    """The swiss roll in its intrinsic coordinates (2D_swiss_roll.png).
-
-    Args:
-        coords: (N, 2) from :func:`unroll_swiss_roll`.
-        color: (N,) colour value of each point (the position t).
-
-    Returns:
-        matplotlib.figure.Figure: one axes with the scatter.
-    """
-    coords = numpy.asarray(coords)
-    fig = Figure(figsize=(7, 4))
-    ax = fig.add_subplot(1, 1, 1)
-    ax.scatter(coords[:, 0], coords[:, 1], c=color, cmap='Spectral', s=8)
-    ax.set_xlabel('position along the roll (t)')
-    ax.set_ylabel('height')
-    ax.set_title('the swiss roll unrolled: a 2-D manifold')
-    return fig
-
-
 def loss_curves(log, keys=('main/loss', 'validation/main/loss')):
     """Loss per epoch from a ``LogReport`` log.
 
@@ -471,194 +420,3 @@ def loss_curves(log, keys=('main/loss', 'validation/main/loss')):
     if ax.lines:
         ax.legend()
     return fig
-
-
-# -------------------------------------------------------------------- GIFs
-
-def write_gif(frames, path, n_frames, duration=FRAME_MS, progress=False,
-              desc=None):
-    """Write 8-bit frames as a looping GIF, atomically.
-
-    Pillow stores a frame equal to the one before it as a longer display
-    of that frame, so the file may hold fewer frames than were given; the
-    animation and its length are the same.
-
-    Args:
-        frames: Iterable of (H, W) uint8 gray or (H, W, 3) uint8 RGB
-            arrays; a generator keeps only one frame in memory.
-        path: The .gif to write.
-        n_frames (int): Number of frames (for the progress bar).
-        duration (int): Milliseconds per frame.
-        progress (bool): Show a progress bar as the frames are encoded.
-        desc (str): Label of the progress bar.
-    """
-    frames = iter(frames)
-    first = Image.fromarray(next(frames))
-    # Pillow pulls the appended frames one by one while it encodes, so the
-    # bar follows the real work.
-    rest = tqdm((Image.fromarray(f) for f in frames), total=n_frames,
-                initial=1, desc=desc or os.path.basename(path),
-                disable=not progress, leave=False)
-    with atomic_path(path) as tmp:
-        first.save(tmp, format='GIF', save_all=True, append_images=rest,
-                   duration=duration, loop=0)
-
-
-def interpolation_frames(frames, scale=4):
-    """Interpolation decodes as enlarged 8-bit frames: (T, 28s, 28s)."""
-    return upscale(to_uint8(as_images(frames)), scale)  # (T, 28s, 28s)
-
-
-def interpolation_gif(frames, path, scale=4, duration=FRAME_MS,
-                      progress=False):
-    """The interpolation as an animated GIF (vae_0to7_dim_2.gif).
-
-    Args:
-        frames: (T, 784) decodes along the path (the article: 81).
-        path: The .gif to write.
-        scale (int): Each pixel becomes a scale x scale block.
-        duration (int): Milliseconds per frame.
-        progress (bool): Show a progress bar.
-    """
-    images = interpolation_frames(frames, scale)  # (T, 28s, 28s)
-    write_gif(images, path, len(images), duration, progress)
-
-
-def all_pairs_montage(images, pad=2):
-    """One all-pairs frame: a K x K grid of decodes, as 8-bit gray.
-
-    Args:
-        images: (K, K, 784) decodes; row i starts at class i, column j
-            ends at class j.
-        pad (int): Gray pixels between cells.
-
-    Returns:
-        numpy.ndarray: (K*28 + (K-1)*pad, same), uint8.
-    """
-    images = as_images(images)  # (K, K, 28, 28)
-    k = images.shape[0]
-    montage = tile_images(images.reshape((k * k,) + images.shape[2:]),
-                          k, k, pad=pad, fill=0.5)  # (K*K, 28, 28) tiled
-    return to_uint8(montage)
-
-
-def quantize(image, levels):
-    """Round a uint8 image to ``levels`` evenly spaced gray values.
-
-    GIF's LZW coding compresses smooth gray poorly; 32 levels look the same
-    for MNIST decodes and make the all-pairs GIF about 2.5x smaller.
-    """
-    step = 255.0 / (levels - 1)
-    levels_of = numpy.round(numpy.asarray(image) / step)
-    return numpy.round(levels_of * step).astype(numpy.uint8)
-
-
-def all_pairs_gif(frames, path, scale=1, pad=2, duration=FRAME_MS,
-                  progress=False, levels=32):
-    """Every start digit to every end digit at once (vae_all_9to9.gif).
-
-    Args:
-        frames: (T, K, K, 784) decodes of :func:`all_pairs_latents`
-            (the article: T = 80, t there and back, K = 10).
-        path: The .gif to write.
-        scale (int): Each pixel becomes a scale x scale block.
-        pad (int): Gray pixels between cells (before scaling).
-        duration (int): Milliseconds per frame.
-        progress (bool): Show a progress bar.
-        levels (int): Gray levels kept (see :func:`quantize`).
-    """
-    frames = numpy.asarray(frames)
-    montages = (quantize(upscale(all_pairs_montage(f, pad), scale), levels)
-                for f in frames)
-    write_gif(montages, path, len(frames), duration, progress)
-
-
-def swiss_roll_frames(points, color, n_frames=36, step=10.0, elev=10.0,
-                      size=(5.0, 5.0), dpi=72):
-    """The 3-D swiss roll seen from ``n_frames`` azimuths ``step``° apart.
-
-    One figure is drawn again for each view, which is much cheaper than a
-    figure per frame.
-
-    Args:
-        points: (N, 3).
-        color: (N,) colour value of each point (the position t).
-        n_frames (int): Number of views (the article: 36).
-        step (float): Degrees of azimuth between views (the article: 10).
-        elev (float): Elevation of the camera in degrees.
-        size: Figure size in inches.
-        dpi (int): Resolution.
-
-    Yields:
-        numpy.ndarray: (H, W, 3) uint8 RGB, H = size[1]*dpi, W = size[0]*dpi.
-    """
-    points = numpy.asarray(points)
-    fig = Figure(figsize=size, dpi=dpi)
-    canvas = FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1, projection='3d')
-    fig.subplots_adjust(left=0, right=1, bottom=0, top=1)
-    ax.scatter(points[:, 0], points[:, 1], points[:, 2], c=color,
-               cmap='Spectral', s=6)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_zticks([])
-    for k in range(n_frames):
-        ax.view_init(elev=elev, azim=k * step)
-        canvas.draw()
-        yield numpy.asarray(canvas.buffer_rgba())[:, :, :3].copy()
-
-
-def swiss_roll_gif(points, color, path, n_frames=36, step=10.0,
-                   duration=FRAME_MS, progress=False):
-    """The swiss roll rotating in 3-D (swiss_roll.gif).
-
-    Args:
-        points: (N, 3) from ``make_swiss_roll``.
-        color: (N,) colour value of each point (the position t).
-        path: The .gif to write.
-        n_frames (int): Number of frames (the article: 36).
-        step (float): Degrees of rotation between frames (the article: 10).
-        duration (int): Milliseconds per frame.
-        progress (bool): Show a progress bar.
-    """
-    write_gif(swiss_roll_frames(points, color, n_frames, step), path,
-              n_frames, duration, progress)
-
-
-# -------------------------------------------------------------- projector
-
-def write_projector_tsv(mu, labels, out_dir):
-    """Files for TensorBoard's embedding projector.
-
-    ``vectors.tsv`` holds one latent mean per line, tab-separated;
-    ``metadata.tsv`` the matching labels, one per line and without a header
-    (the projector's format for a single metadata column). Both load with
-    the "Load" button of https://projector.tensorflow.org;
-    ``projector_config.pbtxt`` lets ``tensorboard --logdir <out_dir>`` find
-    them.
-
-    Args:
-        mu: (N, D) latent means.
-        labels: (N,) their digits.
-        out_dir: Folder to write into (created if needed).
-
-    Returns:
-        tuple: paths of ``vectors.tsv`` and ``metadata.tsv``.
-    """
-    mu = numpy.asarray(mu)
-    labels = numpy.asarray(labels)
-    if len(mu) != len(labels):
-        raise ValueError('%d vectors but %d labels' % (len(mu), len(labels)))
-    os.makedirs(out_dir, exist_ok=True)
-    vectors = os.path.join(out_dir, 'vectors.tsv')
-    metadata = os.path.join(out_dir, 'metadata.tsv')
-    with atomic_path(vectors) as tmp:
-        numpy.savetxt(tmp, mu, fmt='%.6g', delimiter='\t')
-    with atomic_path(metadata) as tmp:
-        numpy.savetxt(tmp, labels.reshape(-1, 1), fmt='%d')  # (N, 1)
-    with atomic_path(os.path.join(out_dir, 'projector_config.pbtxt')) as tmp:
-        with open(tmp, 'w') as f:
-            f.write('embeddings {\n  tensor_name: "latent_mu"\n'
-                    '  tensor_path: "vectors.tsv"\n'
-                    '  metadata_path: "metadata.tsv"\n}\n')
-    return vectors, metadata

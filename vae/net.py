@@ -12,6 +12,7 @@ import chainer
 import chainer.functions as F
 import chainer.links as L
 
+from vae import device as device_lib
 from vae.initializers import Xavier
 
 #: Activations a model file can name. The article's class default is tanh;
@@ -24,6 +25,19 @@ ACTIVATIONS = {
     'elu': F.elu,
     'leaky_relu': F.leaky_relu,
 }
+
+
+def layer_sizes(n_in, n_latent, n_h):
+    """``(name, n_inputs, n_outputs)`` of each linear layer of
+    ``VAE(n_in, n_latent, n_h)``: the encoder's, then the decoder's. The
+    fused loss of :mod:`vae.fast` takes the layers from here."""
+    return (('le1', n_in, n_h), ('le2', n_h, n_h),
+            ('le3_mu', n_h, n_latent), ('le3_ln_var', n_h, n_latent),
+            ('ld1', n_latent, n_h), ('ld2', n_h, n_h), ('ld3', n_h, n_in))
+
+
+#: Names of the linear layers, in the order of :func:`layer_sizes`.
+LAYERS = tuple(name for name, _, _ in layer_sizes(1, 1, 1))
 
 
 def activation_name(act_func):
@@ -66,23 +80,18 @@ class VAE(chainer.Chain):
             act_func = ACTIVATIONS[activation_name(act_func)]
         self.act_func = act_func
         with self.init_scope():
-            # encoder
-            self.le1 = _linear(n_in, n_h)
-            self.le2 = _linear(n_h, n_h)
-            self.le3_mu = _linear(n_h, n_latent)
-            self.le3_ln_var = _linear(n_h, n_latent)
-            # decoder
-            self.ld1 = _linear(n_latent, n_h)
-            self.ld2 = _linear(n_h, n_h)
-            self.ld3 = _linear(n_h, n_in)
+            # encoder le1, le2, le3_mu, le3_ln_var; decoder ld1, ld2, ld3
+            for name, fan_in, fan_out in layer_sizes(n_in, n_latent, n_h):
+                setattr(self, name, _linear(fan_in, fan_out))
 
     @property
     def activation(self):
         """Registry name of the activation (``None`` for a custom one)."""
         return activation_name(self.act_func)
 
-    def __call__(self, x, sigmoid=True):
-        """Autoencode through the mean: decode(mu(x))."""
+    def forward(self, x, sigmoid=True):
+        """Autoencode through the mean: decode(mu(x)) (the article's
+        ``__call__``; Chainer 7 calls ``forward``)."""
         return self.decode(self.encode(x)[0], sigmoid)
 
     def encode(self, x):
@@ -119,6 +128,11 @@ class VAE(chainer.Chain):
     def get_loss_func(self, C=1.0, k=1):
         """The negative ELBO as a function of a batch.
 
+        This is the loss to read. Training on the CPU runs its fused twin,
+        :func:`vae.fast.loss_func` (one node with a hand-written backward),
+        which ``tests/test_fast.py`` proves equal to this one bit for bit:
+        the same loss, gradients and weights after training.
+
         Args:
             C (float): Weight of the KL term (1 gives the ELBO).
             k (int): Number of Monte Carlo samples of z per input.
@@ -152,17 +166,16 @@ def sample_reconstruction_loss(model, x, mu, ln_var, k):
     Equals the article's loop ``sum_l bernoulli_nll(x, decode(gaussian(mu,
     ln_var)), sigmoid=False) / (k * B)``, and draws the same noise in the
     same order, as one batched pass: the k copies are stacked sample-major.
+    The noise comes from the generator of the model's device
+    (:func:`vae.device.standard_normal`), as ``F.gaussian`` would draw it.
     """
     batchsize = len(mu)
-    if k == 1:
-        z = F.gaussian(mu, ln_var)  # (B, L)
-        x_rep = x
-    else:
+    if k > 1:
         mu = F.tile(mu, (k, 1))  # (k*B, L), sample-major
         ln_var = F.tile(ln_var, (k, 1))  # (k*B, L)
-        z = F.gaussian(mu, ln_var)  # (k*B, L)
-        xp = chainer.backend.get_array_module(x)
         x_data = x.array if isinstance(x, chainer.Variable) else x
-        x_rep = xp.tile(x_data, (k, 1))  # (k*B, n_in)
+        x = model.xp.tile(x_data, (k, 1))  # (k*B, n_in)
+    eps = device_lib.standard_normal(model.xp, ln_var.shape, ln_var.dtype)
+    z = F.gaussian(mu, ln_var, eps=eps)  # (k*B, L)
     logits = model.decode(z, sigmoid=False)  # (k*B, n_in)
-    return F.bernoulli_nll(x_rep, logits) / (k * batchsize)
+    return F.bernoulli_nll(x, logits) / (k * batchsize)

@@ -1,4 +1,4 @@
-"""Model files that carry their own sizes, and atomic writes.
+"""Model files that carry their own sizes.
 
 A ``model.npz`` holds the VAE's parameters under their link names (as
 ``chainer.serializers.save_npz`` writes them) plus one entry ``_vae_meta``:
@@ -9,12 +9,12 @@ file alone.
 import contextlib
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy
 from chainer import serializers
 
+from vae import atomic
 from vae.net import VAE, activation_name
 
 META_KEY = '_vae_meta'
@@ -23,51 +23,6 @@ FORMAT_VERSION = 1
 
 class ModelFileError(Exception):
     """A model file is missing, corrupt, not a VAE, or of other sizes."""
-
-
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary path beside ``path``; move it into place on success.
-
-    A crash or an exception leaves any previous file at ``path`` untouched
-    and no temporary file behind.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    base = os.path.basename(path)
-    root, ext = os.path.splitext(base)
-    fd, tmp = tempfile.mkstemp(prefix='.%s.' % root, suffix='.tmp' + ext,
-                               dir=directory)
-    os.close(fd)
-    try:
-        yield tmp
-        # mkstemp makes the file private (0600); give it the usual mode
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def save_png(fig, path, dpi=100):
-    """Save a matplotlib ``Figure`` as a PNG atomically; returns ``path``."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format='png', dpi=dpi)
-    return path
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path, text):
-    """Write ``text`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        with open(tmp, 'w') as f:
-            f.write(text)
 
 
 def model_meta(model):
@@ -86,32 +41,17 @@ def save_model(path, model):
     serializers.DictionarySerializer(arrays).save(model)
     # DictionarySerializer has already brought CuPy arrays to the CPU
     arrays[META_KEY] = numpy.array(json.dumps(model_meta(model)))
-    with atomic_path(path) as tmp:
-        with open(tmp, 'wb') as f:
-            numpy.savez(f, **arrays)
+    atomic.save_npz(path, arrays)
 
 
-def read_meta(path):
-    """The metadata of the model file at ``path`` (see module docstring)."""
-    with _open_npz(path) as npz:
-        return _meta_of(npz, path)
-
-
-def load_model(path, expect=None):
-    """Rebuild the VAE saved at ``path``.
-
-    Args:
-        path: A file written by :func:`save_model`.
-        expect (dict): Optional sizes (``n_in``, ``n_latent``, ``n_h``,
-            ``activation``) the model must have; a difference raises
-            :class:`ModelFileError` naming each one.
+def load_model(path):
+    """Rebuild the VAE saved at ``path`` by :func:`save_model`.
 
     Returns:
         VAE: the model, on the CPU.
     """
     with _open_npz(path) as npz:
         meta = _meta_of(npz, path)
-        check_meta(meta, expect, path)
         model = VAE(meta['n_in'], meta['n_latent'], meta['n_h'],
                     meta['activation'])
         try:
@@ -120,19 +60,6 @@ def load_model(path, expect=None):
             raise ModelFileError('%s: parameters do not match its recorded '
                                  'sizes (%s)' % (path, e))
     return model
-
-
-def check_meta(meta, expect, path):
-    """Raise :class:`ModelFileError` where ``meta`` differs from ``expect``."""
-    if not expect:
-        return
-    diffs = ['%s is %r in the file but %r was asked for'
-             % (key, meta.get(key), value)
-             for key, value in sorted(expect.items())
-             if value is not None and meta.get(key) != value]
-    if diffs:
-        raise ModelFileError('%s does not match the requested model: %s'
-                             % (path, '; '.join(diffs)))
 
 
 @contextlib.contextmanager

@@ -1,0 +1,123 @@
+"""Atomic writes: a file is either its old self or completely new.
+
+Every output of the project goes through :func:`atomic_path`: the data are
+written to a temporary file beside the target, which then replaces the
+target in one rename. A crash, a kill or a full disk leaves the previous
+file untouched; the only debris a kill -9 can leave is the temporary file,
+whose name :func:`is_temporary` recognises so that a later run can remove
+it.
+"""
+import contextlib
+import os
+import re
+import tempfile
+
+import numpy
+
+# mkstemp's names: '.' + target's stem + '.' + 8 random characters + '.tmp'
+# + target's extension
+_TEMPORARY = re.compile(r'^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$')
+
+
+class WriteError(OSError):
+    """An output could not be written; the message names the file."""
+
+
+def is_temporary(name):
+    """True for the name of a temporary file :func:`atomic_path` makes."""
+    return bool(_TEMPORARY.match(name))
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; move it into place on success.
+
+    A crash or an exception leaves any previous file at ``path`` untouched
+    and no temporary file behind. An ``OSError`` (a full disk, a read-only
+    folder) comes out as :class:`WriteError` naming ``path``.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    root, ext = os.path.splitext(os.path.basename(path))
+    tmp = None
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix='.%s.' % root,
+                                   suffix='.tmp' + ext, dir=directory)
+        os.close(fd)
+        yield tmp
+        # mkstemp makes the file private (0600); give it the usual mode
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except OSError as e:
+        if isinstance(e, WriteError):
+            raise
+        raise WriteError(e.errno, 'cannot write %s: %s'
+                         % (path, e.strerror or e)) from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def writable_folder(folder):
+    """Create ``folder`` if needed and check that files can be made in it,
+    before any work whose results would go there. Returns ``folder``.
+
+    Raises:
+        WriteError: naming the folder and why.
+    """
+    try:
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise NotADirectoryError(20, 'a file is in the way')
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix='.write-check.', dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise WriteError(e.errno, 'cannot write into %s: %s'
+                         % (folder, e.strerror or e)) from None
+    return folder
+
+
+def output_file(out, default_name):
+    """The file an ``--out`` names, checked before the work starts.
+
+    ``out`` is a file, or a folder (an existing one, or any path ending in
+    a slash) to hold ``default_name``; missing folders are created.
+
+    Raises:
+        WriteError: The folder cannot be written.
+    """
+    out = os.fspath(out)
+    if out.endswith(('/', os.sep)) or os.path.isdir(out):
+        writable_folder(out)
+        return os.path.join(out, default_name)
+    writable_folder(os.path.dirname(os.path.abspath(out)))
+    return out
+
+
+def write_text(path, text):
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, 'w') as f:
+            f.write(text)
+
+
+def save_npz(path, arrays):
+    """Write a dict of arrays as an uncompressed ``.npz`` atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, 'wb') as f:
+            numpy.savez(f, **arrays)
+
+
+def save_png(fig, path, dpi=100):
+    """Save a matplotlib ``Figure`` as a PNG atomically; returns ``path``."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format='png', dpi=dpi)
+    return path
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

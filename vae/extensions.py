@@ -1,0 +1,241 @@
+"""The Trainer extensions a run adds to Chainer's own.
+
+Each writes its file atomically (:mod:`vae.atomic`) into the trainer's
+``out``, or carries state that a resumed run needs into the snapshots.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import chainer
+import numpy
+from chainer import serializers, training
+
+from vae import atomic, figures, run_folder, serialization
+from vae import device as device_lib
+from vae.net import VAE
+
+#: Entry of a snapshot holding the settings of the run that wrote it.
+SNAPSHOT_CONFIG_KEY = '_vae_config'
+
+
+class NumpyRandomState(training.Extension):
+    """Puts NumPy's global random state into the trainer's snapshots.
+
+    The shuffling iterator and, on the CPU, the noise draw from it, so
+    restoring it makes a resumed run continue with the very numbers an
+    uninterrupted run would have drawn.
+    """
+
+    trigger = (1, 'epoch')
+
+    def __call__(self, trainer):
+        pass
+
+    def serialize(self, serializer):
+        if isinstance(serializer, chainer.serializer.Serializer):
+            name, keys, pos, has_gauss, cached = numpy.random.get_state()
+            serializer('keys', keys)
+            serializer('pos', pos)
+            serializer('has_gauss', has_gauss)
+            serializer('cached_gaussian', cached)
+        else:
+            keys = serializer('keys', numpy.empty(624, numpy.uint32))
+            pos = serializer('pos', 0)
+            has_gauss = serializer('has_gauss', 0)
+            cached = serializer('cached_gaussian', 0.0)
+            numpy.random.set_state(
+                ('MT19937', keys, int(pos), int(has_gauss), float(cached)))
+
+
+class GeneratorState(training.Extension):
+    """Puts a ``numpy.random.Generator`` (a dataset's) into the snapshots."""
+
+    trigger = (1, 'epoch')
+
+    def __init__(self, rng):
+        self._rng = rng
+
+    def __call__(self, trainer):
+        pass
+
+    def serialize(self, serializer):
+        state = json.dumps(self._rng.bit_generator.state)
+        state = serializer('state', state)
+        self._rng.bit_generator.state = json.loads(str(state))
+
+
+class Snapshot(training.Extension):
+    """The trainer's state after each epoch as ``snapshot_epoch_N``.
+
+    The file has the layout of ``chainer.training.extensions.snapshot``
+    plus the run's settings (:data:`SNAPSHOT_CONFIG_KEY`), is written
+    atomically, and only the ``retain`` snapshots of the highest epochs are
+    kept (Chainer's writer keeps the newest files by time instead).
+
+    Args:
+        config (dict): The run's settings.
+        retain (int): How many snapshots to keep.
+    """
+
+    trigger = (1, 'epoch')
+    priority = -100  # after every other extension, as Chainer's snapshot
+
+    def __init__(self, config, retain):
+        self._config = json.dumps(config, sort_keys=True)
+        self._retain = retain
+
+    def __call__(self, trainer):
+        arrays = {}
+        serializers.DictionarySerializer(arrays).save(trainer)
+        arrays[SNAPSHOT_CONFIG_KEY] = numpy.array(self._config)
+        epoch = trainer.updater.epoch
+        atomic.save_npz(os.path.join(
+            trainer.out, run_folder.snapshot_name(epoch)), arrays)
+        for _, path in run_folder.snapshots(trainer.out)[:-self._retain]:
+            os.remove(path)
+
+
+class SaveModel(training.Extension):
+    """Writes ``model.npz`` (parameters and sizes) after each epoch."""
+
+    trigger = (1, 'epoch')
+
+    def __init__(self, model):
+        self._model = model
+
+    def __call__(self, trainer):
+        serialization.save_model(
+            os.path.join(trainer.out, run_folder.MODEL_FILE), self._model)
+
+
+class LogFile(training.Extension):
+    """Writes the ``LogReport`` log to ``log`` (JSON) after each epoch.
+
+    ``LogReport`` is given no file of its own, so that the log too is
+    written atomically.
+    """
+
+    trigger = (1, 'epoch')
+    priority = training.PRIORITY_READER - 1  # after LogReport has added
+
+    def __init__(self, log_report):
+        self._log_report = log_report
+
+    def __call__(self, trainer):
+        atomic.write_text(os.path.join(trainer.out, run_folder.LOG_FILE),
+                          json.dumps(self._log_report.log, indent=4))
+
+
+class LossPlot(training.Extension):
+    """Draws the loss curves from the ``LogReport`` log after each epoch."""
+
+    trigger = (1, 'epoch')
+    priority = training.PRIORITY_READER - 1
+
+    def __init__(self, log_report):
+        self._log_report = log_report
+
+    def __call__(self, trainer):
+        atomic.save_png(figures.loss_curves(self._log_report.log),
+                        os.path.join(trainer.out, run_folder.LOSS_PLOT))
+
+
+class GraphExport(training.Extension):
+    """The article's graph of the loss: ``cg.dot`` and ``network.png``.
+
+    Drawn when training starts, for the model of this run, from the plain
+    loss (``model.get_loss_func``: Chainer's own functions, as the article
+    drew it) on a CPU copy of the model, whichever path trains. NumPy's
+    random state is put back afterwards, so drawing it changes no result.
+    The PNG needs Graphviz's ``dot`` (without it a one-line note says how
+    to make it).
+    """
+
+    trigger = (1, 'epoch')
+
+    def __init__(self, model, x, C, k):
+        self._model = model
+        self._x = x
+        self._C = C
+        self._k = k
+
+    def initialize(self, trainer):
+        dot_path = os.path.join(trainer.out, run_folder.GRAPH_DOT)
+        atomic.write_text(dot_path, loss_graph(self._model, self._x,
+                                               self._C, self._k))
+        render_graph(dot_path, os.path.join(trainer.out,
+                                            run_folder.GRAPH_PNG))
+
+    def __call__(self, trainer):
+        pass
+
+
+def loss_graph(model, x, C=1.0, k=1):
+    """Graphviz source of the plain loss's graph on the batch ``x`` (NumPy),
+    drawn with a CPU copy of ``model`` (whose device stays untouched)."""
+    state = numpy.random.get_state()  # initializing and the noise draw on it
+    try:
+        model = cpu_copy(model)
+        reporter = chainer.Reporter()
+        reporter.add_observer('main', model)
+        with reporter.scope({}):
+            loss = model.get_loss_func(C=C, k=k)(numpy.asarray(x))
+    finally:
+        numpy.random.set_state(state)
+    return chainer.computational_graph.build_computational_graph(
+        [loss]).dump()
+
+
+def cpu_copy(model):
+    """A new VAE on the CPU with ``model``'s sizes and weights (drawing its
+    initial weights from NumPy's generator)."""
+    copy = VAE(model.n_in, model.n_latent, model.n_h, model.act_func)
+    params = dict(model.namedparams())
+    for name, param in copy.namedparams():
+        param.array[...] = device_lib.to_cpu(params[name].array)
+    return copy
+
+
+def render_graph(dot_path, png_path):
+    """Render a Graphviz file to PNG; False (with a note) where it cannot."""
+    if shutil.which('dot') is None:
+        print('note: Graphviz is not installed, so %s was not drawn; install '
+              'it (e.g. apt-get install graphviz) and run: dot -Tpng %s -o %s'
+              % (png_path, dot_path, png_path), file=sys.stderr)
+        return False
+    try:
+        with atomic.atomic_path(png_path) as tmp:
+            subprocess.run(['dot', '-Tpng', dot_path, '-o', tmp], check=True,
+                           capture_output=True)
+    except subprocess.CalledProcessError as e:
+        print('note: Graphviz could not draw %s (%s)'
+              % (png_path, e.stderr.decode(errors='replace').strip()),
+              file=sys.stderr)
+        return False
+    return True
+
+
+class PlainStream(object):
+    """A text stream for ``PrintReport`` that drops its terminal codes.
+
+    ``PrintReport`` writes ``ESC [J`` (erase to the end of the screen)
+    before each line, to clear what the progress bar drew; in a file or a
+    pipe the code is noise.
+    """
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        if text == '\033[J' and not self._isatty():
+            return
+        self._stream.write(text)
+
+    def flush(self):
+        self._stream.flush()
+
+    def _isatty(self):
+        return getattr(self._stream, 'isatty', lambda: False)()
