@@ -12,7 +12,11 @@ setup(
     description="Reference Chainer implementation of the VAE of "
                 "'Variational Autoencoder徹底解説' (Qiita, 2017)",
     license="MIT",
-    packages=find_packages(include=["vae", "vae.*"]),
+    # configs/ (the one source of defaults) is installed inside the package
+    # as vae/configs, where vae/config.py looks first
+    packages=find_packages(include=["vae", "vae.*"]) + ["vae.configs"],
+    package_dir={"vae.configs": "configs"},
+    package_data={"vae.configs": ["*.json"]},
     python_requires=">=3.9",
     install_requires=[
         "chainer==7.8.1",
@@ -32,6 +36,8 @@ setup(
         # from source)
         "gpu-cuda12": ["cupy-cuda12x"],
         "gpu-cuda13": ["cupy-cuda13x"],
-        "test": ["pytest>=7", "scipy", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6"],
+        # wheel: tests/test_install.py builds the package without network
+        "test": ["pytest>=7", "scipy", "nbclient>=0.7", "nbformat>=5",
+                 "ipykernel>=6", "wheel"],
     },
 )

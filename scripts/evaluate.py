@@ -59,8 +59,7 @@ def build_parser():
             'seconds_per_100': SECONDS_PER_100_IMAGES,
             'minutes_test': round(SECONDS_PER_100_IMAGES * 100 / 60.0)},
         formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument('--model', '-m', required=True,
-                   help='model file written by scripts/train.py (model.npz)')
+    cli.add_model_arguments(p)
     p.add_argument('--split', choices=('test', 'train'), default='test',
                    help='MNIST split (default %(default)s)')
     p.add_argument('--k', type=cli.positive_int, default=d['k_test'],
@@ -104,7 +103,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     name = 'evaluation_%s.json' % args.split
     try:
-        model = load_model(args.model)
+        model = load_model(args.model, args.activation)
         out = output_file(args.out or os.path.join(
             os.path.dirname(os.path.abspath(args.model)), ''), name)
         device = device_lib.get_device(args.gpu, args.device)

@@ -66,8 +66,7 @@ N_PRIOR = 100
 def build_parser():
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument('--model', '-m', required=True,
-                   help='model file written by scripts/train.py')
+    cli.add_model_arguments(p)
     p.add_argument('--out', '-o',
                    help='output folder (default: figures/ beside the model)')
     cli.add_data_dir_argument(p)
@@ -98,7 +97,7 @@ def main(argv=None):
     if args.tsne_samples < 2:
         sys.exit('error: --tsne-samples must be at least 2')
     try:
-        model = load_model(args.model)
+        model = load_model(args.model, args.activation)
         if model.n_in != datasets.N_PIXELS:
             sys.exit('error: %s takes %d inputs, but the figures are of '
                      'MNIST images of %d pixels' % (args.model, model.n_in,

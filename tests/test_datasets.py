@@ -103,6 +103,43 @@ def test_truncated_gzip_is_a_format_error(mnist_dir, tmp_path):
         load_mnist(folder, progress=False)
 
 
+def _labels_file(folder, payload):
+    with open(os.path.join(folder, 't10k-labels-idx1-ubyte.gz'), 'wb') as f:
+        f.write(gzip.compress(payload, compresslevel=1))
+
+
+@pytest.mark.parametrize('payload,message', [
+    (struct.pack('>2I', 2050, 10000) + bytes(10000),
+     'magic number 2050, expected 2049'),
+    (struct.pack('>2I', 2049, 9999) + bytes(9999),
+     '9999 examples, but t10k-labels-idx1-ubyte has 10000'),
+    (b'', '0 bytes, too short for an IDX header'),
+    (struct.pack('>2I', 2049, 10000) + bytes(9000),
+     'needs 10008: truncated'),
+], ids=['magic', 'count', 'empty', 'short'])
+def test_a_malformed_file_is_named_for_its_fault_not_its_checksum(
+        mnist_dir, tmp_path, payload, message):
+    folder = _copy_gz_files(mnist_dir, tmp_path)
+    _labels_file(folder, payload)
+    with pytest.raises(MNISTFormatError) as info:
+        load_mnist(folder, progress=False)
+    assert message in str(info.value)
+    assert 'sha256' not in str(info.value)
+    assert 't10k-labels-idx1-ubyte.gz' in str(info.value)
+
+
+def test_only_the_files_of_the_asked_splits_are_read(mnist_dir, tmp_path,
+                                                      mnist):
+    folder = _copy_gz_files(mnist_dir, tmp_path, [
+        't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'])
+    test, = load_mnist(folder, progress=False, splits=('test',))
+    np.testing.assert_array_equal(test.images, mnist[1].images)
+    with pytest.raises(MNISTNotFoundError, match='train-images'):
+        load_mnist(folder, progress=False)
+    with pytest.raises(ValueError, match="splits must name some of"):
+        load_mnist(folder, progress=False, splits=('validation',))
+
+
 def test_missing_file_names_the_paths_looked_for(mnist_dir, tmp_path):
     names = [n for n in FILES if n != 'train-labels-idx1-ubyte']
     folder = _copy_gz_files(mnist_dir, tmp_path, names)

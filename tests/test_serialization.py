@@ -103,8 +103,9 @@ def test_a_failed_write_names_the_file_and_keeps_the_old_one(
     monkeypatch.setattr(numpy, 'savez', disk_full)
     with pytest.raises(atomic.WriteError) as info:
         save_model(path, VAE(8, 2, 4))
-    assert str(info.value) == ('[Errno 28] cannot write %s: No space left '
-                               'on device' % path)
+    assert str(info.value) == ('cannot write %s: No space left on device'
+                               % path)
+    assert info.value.errno == errno.ENOSPC
     assert info.value.__cause__ is None and info.value.__suppress_context__
     assert path.read_bytes() == good
     assert os.listdir(tmp_path) == ['model.npz']

@@ -256,3 +256,22 @@ def test_out_that_is_a_file_is_a_one_line_error(tmp_path, mnist_dir):
     out.write_text('not a folder')
     with pytest.raises(SystemExit, match='error: '):
         run(out, mnist_dir, '-e', '1')
+
+
+def test_a_piped_log_has_no_terminal_codes(tmp_path, mnist_dir, capsys):
+    run(tmp_path / 'run', mnist_dir, '-e', '2')
+    printed = capsys.readouterr().out  # captured: not a terminal
+    assert 'main/loss' in printed
+    assert '\x1b' not in printed
+
+
+def test_snapshots_are_kept_by_epoch_not_by_file_time(tmp_path, mnist_dir):
+    out = tmp_path / 'run'
+    run(out, mnist_dir, '-e', '2')
+    # an older snapshot with the newest file time (a copy, a restore)
+    stamp = os.stat(out / 'snapshot_epoch_2').st_mtime + 1000
+    os.utime(out / 'snapshot_epoch_1', (stamp, stamp))
+    run(out, mnist_dir, '-e', '4', '--snapshot-retain', '2')
+    assert sorted(p.name for p in out.iterdir()
+                  if p.name.startswith('snapshot')) == [
+        'snapshot_epoch_3', 'snapshot_epoch_4']

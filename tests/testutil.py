@@ -2,7 +2,8 @@
 import importlib.util
 import pathlib
 
-SCRIPTS = pathlib.Path(__file__).resolve().parent.parent / 'scripts'
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / 'scripts'
 
 
 def load_script(name):

@@ -22,6 +22,9 @@ _TEMPORARY = re.compile(r'^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$')
 class WriteError(OSError):
     """An output could not be written; the message names the file."""
 
+    def __str__(self):
+        return self.strerror  # the message, without OSError's [Errno N]
+
 
 def is_temporary(name):
     """True for the name of a temporary file :func:`atomic_path` makes."""

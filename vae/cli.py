@@ -32,3 +32,15 @@ def add_data_dir_argument(parser):
     parser.add_argument('--data-dir',
                         help='folder with the four MNIST IDX files (gzipped '
                         'or not); default: cache, then download')
+
+
+def add_model_arguments(parser):
+    """``--model/-m`` (required) and ``--activation`` for a model file."""
+    from vae.net import ACTIVATIONS
+    parser.add_argument('--model', '-m', required=True,
+                        help='model file: model.npz of scripts/train.py, '
+                        "or the article's VAE saved with save_npz")
+    parser.add_argument('--activation', choices=sorted(ACTIVATIONS),
+                        help="hidden activation of an article's save_npz "
+                        'file, which records none (default softplus, as its '
+                        'published models); a model.npz records its own')

@@ -4,21 +4,32 @@ A ``model.npz`` holds the VAE's parameters under their link names (as
 ``chainer.serializers.save_npz`` writes them) plus one entry ``_vae_meta``:
 a JSON string with ``n_in``, ``n_latent``, ``n_h`` and ``activation``, so
 that the plotting and evaluation scripts can rebuild the model from the
-file alone.
+file alone. The article's class reads such a file with plain
+``chainer.serializers.load_npz`` (it ignores the extra entry).
+
+The other way round, :func:`load_model` also reads what the article's
+notebook saved, ``serializers.save_npz(path, model)`` of its ``VAE``: exactly
+the 14 arrays of :func:`vae.net.layer_sizes`, no metadata. The sizes then
+come from the weights' shapes; the activation, which no array records, is
+the caller's (the article's published models used softplus).
 """
 import contextlib
 import json
 import os
+import sys
 import zipfile
 
 import numpy
 from chainer import serializers
 
 from vae import atomic
-from vae.net import VAE, activation_name
+from vae.net import VAE, activation_name, layer_sizes
 
 META_KEY = '_vae_meta'
 FORMAT_VERSION = 1
+#: The activation of a plain save_npz file when none is given: the one the
+#: article's published models were built with.
+ARTICLE_ACTIVATION = 'softplus'
 
 
 class ModelFileError(Exception):
@@ -44,14 +55,38 @@ def save_model(path, model):
     atomic.save_npz(path, arrays)
 
 
-def load_model(path):
-    """Rebuild the VAE saved at ``path`` by :func:`save_model`.
+def load_model(path, activation=None):
+    """Rebuild the VAE saved at ``path``.
+
+    Args:
+        path: A file written by :func:`save_model`, or by the article's
+            ``serializers.save_npz`` (see the module docstring).
+        activation (str): The hidden activation. A file of this project
+            records its own, which must then agree; for an article's file it
+            defaults to :data:`ARTICLE_ACTIVATION` (with a note on stderr).
 
     Returns:
         VAE: the model, on the CPU.
+
+    Raises:
+        ModelFileError: naming the file and what is wrong with it.
     """
+    if activation is not None:
+        activation_name(activation)  # a known name, or ValueError
     with _open_npz(path) as npz:
-        meta = _meta_of(npz, path)
+        if META_KEY in npz.files:
+            meta = _meta_of(npz, path)
+            if activation not in (None, meta['activation']):
+                raise ModelFileError(
+                    '%s was trained with activation %s, not %s'
+                    % (path, meta['activation'], activation))
+        else:
+            meta = article_meta(npz, path)
+            if activation is None:
+                print('note: %s records no activation; using %s, the '
+                      "article's (choose another with --activation)"
+                      % (path, ARTICLE_ACTIVATION), file=sys.stderr)
+            meta['activation'] = activation or ARTICLE_ACTIVATION
         model = VAE(meta['n_in'], meta['n_latent'], meta['n_h'],
                     meta['activation'])
         try:
@@ -60,6 +95,42 @@ def load_model(path):
             raise ModelFileError('%s: parameters do not match its recorded '
                                  'sizes (%s)' % (path, e))
     return model
+
+
+def article_meta(npz, path):
+    """The sizes of a plain ``save_npz`` file of the article's VAE, from its
+    weights' shapes; :class:`ModelFileError` unless the file holds exactly
+    the article's 14 arrays, of consistent shapes."""
+    expected = {'%s/%s' % (name, p)
+                for name, _, _ in layer_sizes(1, 1, 1) for p in ('W', 'b')}
+    found = set(npz.files)
+    if found != expected:
+        missing, extra = sorted(expected - found), sorted(found - expected)
+        raise ModelFileError(
+            '%s is not a chainer-vae model file (no %s entry) nor the '
+            "article's VAE saved with save_npz (%s); it may be a trainer "
+            'snapshot or another network' % (path, META_KEY, '; '.join(
+                part for part in (
+                    'missing %s' % ', '.join(missing) if missing else '',
+                    'unexpected %s' % ', '.join(extra[:5]) + (
+                        ' and %d more' % (len(extra) - 5)
+                        if len(extra) > 5 else '') if extra else '')
+                if part)))
+    try:
+        n_h, n_in = npz['le1/W'].shape
+        n_latent = npz['le3_mu/W'].shape[0]
+        shapes = {key: npz[key].shape for key in expected}
+    except (ValueError, zipfile.BadZipFile) as e:
+        raise ModelFileError('%s is not a readable VAE (%s)' % (path, e))
+    for name, fan_in, fan_out in layer_sizes(n_in, n_latent, n_h):
+        for key, shape in (('W', (fan_out, fan_in)), ('b', (fan_out,))):
+            if shapes['%s/%s' % (name, key)] != shape:
+                raise ModelFileError(
+                    "%s: %s/%s has shape %s, but the article's VAE with "
+                    'n_in=%d, n_latent=%d, n_h=%d needs %s'
+                    % (path, name, key, shapes['%s/%s' % (name, key)], n_in,
+                       n_latent, n_h, shape))
+    return {'n_in': n_in, 'n_latent': n_latent, 'n_h': n_h}
 
 
 @contextlib.contextmanager
@@ -87,10 +158,6 @@ def _open_npz(path):
 
 
 def _meta_of(npz, path):
-    if META_KEY not in npz.files:
-        raise ModelFileError(
-            '%s is not a chainer-vae model file (no %s entry); it may be a '
-            'trainer snapshot or another network' % (path, META_KEY))
     try:
         meta = json.loads(str(npz[META_KEY]))
         for key in ('n_in', 'n_latent', 'n_h', 'activation'):
