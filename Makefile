@@ -16,7 +16,7 @@ data_flag := $(if $(DATA_DIR),--data-dir $(DATA_DIR),)
 PY := .venv/bin/python
 
 .PHONY: venv run train figures article readme-figures test test-numpy1 \
-        test-numpy2 clean
+        test-numpy2 gpu-check clean
 
 # $(1): venv folder, $(2): constraints file, $(3): extra requirements.
 # PIP_CONSTRAINT also reaches the isolated environment in which pip builds
@@ -63,6 +63,13 @@ test-numpy1: .venv/.installed
 
 test-numpy2: .venv-numpy2/.installed
 	.venv-numpy2/bin/python -m pytest $(PYTEST_ARGS)
+
+# On a machine with a GPU and CuPy, with the interpreter that has them (no
+# venv is built there: see README "GPU"). MNIST from DATA_DIR or
+# $$VAE_TEST_MNIST_DIR; no network.
+GPU_PYTHON ?= python3
+gpu-check:
+	$(GPU_PYTHON) scripts/gpu_check.py $(data_flag)
 
 clean:
 	rm -rf .venv .venv-numpy2 build *.egg-info
