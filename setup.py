@@ -36,6 +36,9 @@ setup(
         # from source)
         "gpu-cuda12": ["cupy-cuda12x"],
         "gpu-cuda13": ["cupy-cuda13x"],
+        # vae/cuda_graph.py: cuBLAS through NVIDIA's bindings, which a CUDA
+        # graph can capture (CuPy refuses its own cuBLAS calls then)
+        "gpu-graph": ["nvmath-python>=1.0"],
         # wheel: tests/test_install.py builds the package without network
         "test": ["pytest>=7", "scipy", "nbclient>=0.7", "nbformat>=5",
                  "ipykernel>=6", "wheel"],

@@ -44,9 +44,11 @@ SIZES = dict(n_in=784, n_latent=20, n_h=500)
 ACTIVATION = 'softplus'
 #: Images in an epoch of MNIST's training set.
 EPOCH = 60000
-#: The paths timed on the CPU and on a GPU.
+#: The paths timed on the CPU and on a GPU: on the GPU, the plain path,
+#: the graph path's fused step run eagerly, and the same step replayed as a
+#: CUDA graph (vae/cuda_graph.py).
 PATHS = ('plain', 'fast')
-GPU_PATHS = ('plain',)
+GPU_PATHS = ('plain', 'fused-eager', 'graph')
 
 FULL = dict(batch_sizes=(50, 100, 200, 500), rounds=5, steps=None,
             warmup=5, square=2048)
@@ -120,26 +122,43 @@ def square_gemm_rate(xp, n, rounds, sync):
     return 2.0 * n ** 3 / seconds / 1e9
 
 
+class Unavailable(Exception):
+    """A path cannot run on this device (the message says why)."""
+
+
 class Steps(object):
     """One path's training steps, as scripts/train.py's updater takes them.
 
     Args:
-        path (str): ``'plain'`` or ``'fast'``.
+        path (str): One of :data:`PATHS` or :data:`GPU_PATHS`.
         batch (int): Minibatch size.
         data (numpy.ndarray): Training images, (N, n_in) float32.
         device (chainer.backend.Device): Where to train.
+
+    Raises:
+        Unavailable: The path cannot run on ``device``.
     """
 
     def __init__(self, path, batch, data, device):
         device_lib.seed(device, 0)
         self.model = net.VAE(act_func=ACTIVATION, **SIZES)
         self.model.to_device(device)
-        make_loss_func, optimizer, _ = training.loss_and_optimizer(
-            self.model, device, alpha=0.001, fast=path == 'fast')
-        optimizer.setup(self.model)
+        graph = path in ('graph', 'fused-eager')
+        chosen = training.training_path(
+            self.model, device, alpha=0.001, fast=path == 'fast',
+            cuda_graph=graph)
+        if chosen.name != ('graph' if graph else path):
+            raise Unavailable('%s path unavailable on %s' % (path, device))
+        chosen.optimizer.setup(self.model)
         iterator = chainer.iterators.SerialIterator(data, batch)
-        self._updater = training.Updater(iterator, optimizer,
-                                         make_loss_func(), device, seed=0)
+        if path == 'fused-eager':  # the graph path's step, not captured
+            from vae.cuda_graph import GraphUpdater
+            self._updater = GraphUpdater(iterator, chosen.optimizer, device,
+                                         0, self.model, k=1, C=1.0,
+                                         capture=False)
+        else:
+            self._updater = chosen.make_updater(iterator, chosen.optimizer,
+                                                0, 1.0, 1)
         self._reporter = chainer.Reporter()
         self._reporter.add_observer('main', self.model)
 
@@ -190,13 +209,18 @@ def benchmark(device, batch_sizes, rounds, steps, warmup, square, paths):
             ((n_steps + warmup + 1) * batch, SIZES['n_in'])).astype(
                 numpy.float32)
         gemms = step_gemms(xp, batch, **SIZES)
-        trainers = {path: Steps(path, batch, data, device)
-                    for path in paths}
+        trainers = {}
+        for path in paths:
+            try:
+                trainers[path] = Steps(path, batch, data, device)
+            except Unavailable as e:
+                print('note: %s; not timed' % e, file=sys.stderr)
+        paths = [path for path in paths if path in trainers]
         for trainer in trainers.values():
             for _ in range(warmup):
                 trainer.step()
         gemms()
-        times = {name: [] for name in ('gemm',) + tuple(paths)}
+        times = {name: [] for name in ['gemm'] + paths}
         for _ in range(rounds):
             times['gemm'].append(time_block(gemms, n_steps, sync))
             for path in paths:

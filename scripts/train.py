@@ -20,6 +20,7 @@ from vae.net import ACTIVATIONS  # NOQA: E402
 from vae.resume import ResumeError  # NOQA: E402
 from vae.run_folder import RunFolderError  # NOQA: E402
 from vae.serialization import ModelFileError  # NOQA: E402
+from vae.updater import NonFiniteLossError  # NOQA: E402
 
 TEST_SUBSET = (1000, 200)  # train and test images kept by --test
 
@@ -81,6 +82,13 @@ def build_parser():
                    'scripts/benchmark.py); --no-fast uses Chainer\'s own '
                    'functions throughout (default %s)'
                    % ('--fast' if d['fast'] else '--no-fast'))
+    p.add_argument('--cuda-graph', dest='cuda_graph',
+                   action=argparse.BooleanOptionalAction,
+                   help='on a GPU, replay the whole training step as one '
+                   'CUDA graph (vae/cuda_graph.py; needs nvmath-python); '
+                   'not yet run on a GPU, so off by default (default %s)'
+                   % ('--cuda-graph' if d['cuda_graph'] else
+                      '--no-cuda-graph'))
     return p
 
 
@@ -97,7 +105,7 @@ def main(argv=None):
                        explicit_config=args.config is not None)
     except (config_lib.ConfigError, device_lib.DeviceError,
             datasets.MNISTError, ResumeError, RunFolderError,
-            ModelFileError, training.NonFiniteLossError, OSError) as e:
+            ModelFileError, NonFiniteLossError, OSError) as e:
         sys.exit('error: %s' % e)
     return 0
 

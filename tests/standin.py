@@ -87,6 +87,34 @@ class _MemoryPool(object):
     def free_all_blocks(self):
         pass
 
+    def malloc(self, size):
+        raise NotImplementedError('the stand-in allocates with NumPy')
+
+
+class _CudaStream(object):
+    """A stream: a context that makes it current, and a CUDA graph capture
+    that only records that it happened (vae.device.capture is tested with
+    a recording stream of its own)."""
+
+    _count = 0
+
+    def __init__(self, cupy, non_blocking=False):
+        _CudaStream._count += 1
+        self.ptr = 0x5000 + _CudaStream._count
+        self.non_blocking = non_blocking
+        self._cupy = cupy
+        self.synchronized = 0
+
+    def __enter__(self):
+        self._cupy.streams.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        self._cupy.streams.pop()
+
+    def synchronize(self):
+        self.synchronized += 1
+
 
 class StandInCupy(types.ModuleType):
     """The stand-in array module: NumPy's functions plus CuPy's extras."""
@@ -96,7 +124,9 @@ class StandInCupy(types.ModuleType):
         self.random = _Random()
         self.stream = _Stream()
         self.current = []  # the device made current, innermost last
+        self.streams = []  # the streams made current, innermost last
         self.pool = _MemoryPool()
+        self.allocator = None  # what set_allocator installed
         cupy = self
 
         class Device(object):
@@ -113,8 +143,14 @@ class StandInCupy(types.ModuleType):
             def use(self):
                 cupy.current[:] = [self.id]
 
+        def set_allocator(malloc):
+            self.allocator = malloc
+
         self.cuda = types.SimpleNamespace(
             Device=Device,
+            Stream=lambda non_blocking=False: _CudaStream(self, non_blocking),
+            MemoryAsyncPool=_MemoryPool,
+            set_allocator=set_allocator,
             get_current_stream=lambda: self.stream,
             runtime=types.SimpleNamespace(
                 getDeviceCount=lambda: 1,
@@ -190,3 +226,71 @@ def stand_in_gpu(monkeypatch):
     monkeypatch.setattr(_cpu, '_array_to_cpu', to_cpu)
     monkeypatch.setattr(AdamRule, 'update_core_gpu', AdamRule.update_core_cpu)
     yield StandInGpuDevice()
+
+
+class FakeCublas(types.ModuleType):
+    """``nvmath.bindings.cublas`` as far as vae.cuda_graph uses it, with
+    cuBLAS's column-major ``sgemm`` computed by NumPy on the memory the
+    pointers address (which must be NumPy arrays' ``ctypes.data``)."""
+
+    def __init__(self):
+        super(FakeCublas, self).__init__('nvmath.bindings.cublas')
+        self.handles = {}  # handle -> {'stream': ptr, 'workspace': bytes}
+        self.sgemm_calls = 0
+
+    def create(self):
+        handle = 0x7000 + len(self.handles)
+        self.handles[handle] = {}
+        return handle
+
+    def set_stream(self, handle, stream_ptr):
+        self.handles[handle]['stream'] = stream_ptr
+
+    def set_workspace(self, handle, ptr, nbytes):
+        self.handles[handle]['workspace'] = nbytes
+
+    def destroy(self, handle):
+        del self.handles[handle]
+
+    @staticmethod
+    def _matrix(ptr, rows, cols, ld):
+        """The column-major rows x cols matrix at ``ptr`` (a view)."""
+        import ctypes
+        memory = numpy.ctypeslib.as_array(
+            (ctypes.c_float * (ld * cols)).from_address(ptr))
+        return memory.reshape(cols, ld).T[:rows, :cols]
+
+    @staticmethod
+    def _scalar(ptr):
+        import ctypes
+        return numpy.float32(ctypes.c_float.from_address(ptr).value)
+
+    def sgemm(self, handle, transa, transb, m, n, k, alpha, a, lda, b, ldb,
+              beta, c, ldc):
+        assert 'stream' in self.handles[handle]
+        self.sgemm_calls += 1
+        op_a = self._matrix(a, *((m, k) if transa == 0 else (k, m)), lda)
+        op_b = self._matrix(b, *((k, n) if transb == 0 else (n, k)), ldb)
+        op_a = op_a if transa == 0 else op_a.T  # (m, k)
+        op_b = op_b if transb == 0 else op_b.T  # (k, n)
+        out = self._matrix(c, m, n, ldc)
+        product = self._scalar(alpha) * numpy.dot(op_a, op_b)
+        beta = self._scalar(beta)
+        out[...] = product if beta == 0 else product + beta * out
+
+
+@contextlib.contextmanager
+def fake_nvmath(monkeypatch):
+    """Install :class:`FakeCublas` as ``nvmath.bindings.cublas`` and let
+    vae.cuda_graph take NumPy arrays' addresses as device pointers."""
+    import sys
+    from vae import cuda_graph
+    cublas = FakeCublas()
+    package = types.ModuleType('nvmath')
+    package.bindings = types.ModuleType('nvmath.bindings')
+    package.bindings.cublas = cublas
+    monkeypatch.setitem(sys.modules, 'nvmath', package)
+    monkeypatch.setitem(sys.modules, 'nvmath.bindings', package.bindings)
+    monkeypatch.setitem(sys.modules, 'nvmath.bindings.cublas', cublas)
+    monkeypatch.setattr(cuda_graph, '_pointer', lambda a: a.ctypes.data)
+    yield cublas

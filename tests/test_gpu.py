@@ -151,3 +151,128 @@ def test_a_resumed_gpu_run_equals_an_uninterrupted_one(
     for name, param in a.namedparams():
         numpy.testing.assert_array_equal(param.array, b[name].array,
                                          err_msg=name)
+
+
+# -- the CUDA-graph path (vae/cuda_graph.py) ---------------------------------
+
+def nvmath_available():
+    try:
+        import nvmath.bindings.cublas  # NOQA: F401
+        return True
+    except ImportError:
+        return False
+
+
+needs_nvmath = pytest.mark.skipif(
+    not nvmath_available(), reason='the graph path needs nvmath-python')
+
+
+@needs_nvmath
+def test_cublas_dot_equals_cupy_dot():
+    import cupy
+    from vae import cuda_graph
+    stream = device_lib.stream(device_lib.get_device(0))
+    dot = cuda_graph.CublasDot(cupy, stream)
+    rng = numpy.random.RandomState(0)
+    a = cupy.asarray(rng.randn(100, 784).astype(numpy.float32))
+    w = cupy.asarray(rng.randn(500, 784).astype(numpy.float32))
+    g = cupy.asarray(rng.randn(100, 500).astype(numpy.float32))
+    with stream:
+        for left, right in ((a, w.T), (g.T, a), (g, w)):
+            got = dot(left, right)
+            stream.synchronize()
+            assert_close(got, device_lib.to_cpu(cupy.dot(left, right)),
+                         rtol=1e-5)
+
+
+@needs_nvmath
+def test_graph_replays_equal_eager_steps(mnist):
+    import chainer
+    import cupy
+    from vae import cuda_graph
+    device = device_lib.get_device(0)
+    assert device_lib.use_stream_ordered_memory(device) is None
+    x = cupy.asarray(mnist[0].images[:2000])
+    eps = cupy.asarray(numpy.random.RandomState(0).standard_normal(
+        (20, 100, 20)).astype(numpy.float32))
+    stream = device_lib.stream(device)
+    steps = []
+    for captured in (False, True):
+        numpy.random.seed(0)
+        model = VAE(784, 20, 500, 'softplus')
+        model.to_device(device)
+        optimizer = chainer.optimizers.Adam()
+        optimizer.setup(model)
+        with stream:
+            step = cuda_graph.FusedStep(model, optimizer, 100, 1, 1.0,
+                                        cuda_graph.CublasDot(cupy, stream))
+            run = step.run
+            if captured:
+                step.run()  # compile the kernels, then undo that step
+                saved = [b.copy() for b in step.state()]
+                run = device_lib.capture(device, stream, step.run)
+                for b, value in zip(step.state(), saved):
+                    b[...] = value
+            for i in range(20):
+                step.x[...] = x[i * 100:(i + 1) * 100]
+                step.eps[...] = eps[i]
+                run()
+            stream.synchronize()
+        steps.append(step)
+    numpy.testing.assert_array_equal(device_lib.to_cpu(steps[0].P),
+                                     device_lib.to_cpu(steps[1].P))
+    assert float(steps[1].t) == 20
+
+
+@needs_nvmath
+def test_the_graph_path_trains_as_the_plain_path(tmp_path, mnist_dir):
+    logs = []
+    for name, extra in (('plain', []), ('graph', ['--cuda-graph'])):
+        out = tmp_path / name
+        assert train_small(out, mnist_dir, '-e', '30', *extra) == 0
+        with open(out / 'log') as f:
+            logs.append(json.load(f))  # 300 iterations
+    for a, b in zip(*logs):
+        for key in ('main/loss', 'validation/main/loss'):
+            assert b[key] == pytest.approx(a[key], rel=1e-4), (a, b)
+
+
+@needs_nvmath
+def test_a_resumed_graph_run_equals_an_uninterrupted_one(
+        tmp_path, mnist_dir, monkeypatch):
+    from vae import cuda_graph
+    train_small(tmp_path / 'straight', mnist_dir, '-e', '3', '--cuda-graph')
+    interrupt_at(monkeypatch, 25, cuda_graph.GraphUpdater)
+    with pytest.raises(KeyboardInterrupt):
+        train_small(tmp_path / 'resumed', mnist_dir, '-e', '3',
+                    '--cuda-graph')
+    monkeypatch.undo()
+    train_small(tmp_path / 'resumed', mnist_dir, '-e', '3', '--cuda-graph')
+    a = load_model(tmp_path / 'straight' / 'model.npz')
+    b = dict(load_model(tmp_path / 'resumed' / 'model.npz').namedparams())
+    for name, param in a.namedparams():
+        numpy.testing.assert_array_equal(param.array, b[name].array,
+                                         err_msg=name)
+
+
+@needs_nvmath
+def test_the_graphs_guard_keeps_the_last_good_outputs(
+        tmp_path, mnist_dir, monkeypatch):
+    from vae import cuda_graph
+    out = tmp_path / 'run'
+    train_small(out, mnist_dir, '-e', '1', '--cuda-graph')
+    good = (out / 'model.npz').read_bytes()
+    original = cuda_graph.GraphUpdater.update_core
+
+    def poisoned(self):
+        if self.iteration == 14:  # the 15th: NaN pixels, a NaN loss
+            self.converter = lambda batch, device: device.send(
+                numpy.full((len(batch), 784), numpy.nan, numpy.float32))
+        original(self)
+
+    monkeypatch.setattr(cuda_graph.GraphUpdater, 'update_core', poisoned)
+    with pytest.raises(SystemExit, match=r'non-finite loss at iteration 15; '
+                       r'the CUDA graph applied neither'):
+        train_small(out, mnist_dir, '-e', '3', '--cuda-graph')
+    assert (out / 'model.npz').read_bytes() == good
+    assert not (out / 'snapshot_epoch_2').exists()

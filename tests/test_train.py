@@ -6,7 +6,7 @@ import numpy
 import pytest
 
 from testutil import gpu_available, interrupt_at, load_script
-from vae import net, training
+from vae import net, training, updater
 from vae.serialization import load_model
 
 train_script = load_script('train')
@@ -103,7 +103,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_outputs(
     good_snapshot = (out / 'snapshot_epoch_1').read_bytes()
 
     original = net.sample_reconstruction_loss
-    original_update = training.Updater.update_core
+    original_update = updater.Updater.update_core
     now = {'iteration': None}
 
     def nan_at_iteration_15(model, x, mu, ln_var, k):
@@ -121,7 +121,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_outputs(
 
     monkeypatch.setattr(net, 'sample_reconstruction_loss',
                         nan_at_iteration_15)
-    monkeypatch.setattr(training.Updater, 'update_core', update_core)
+    monkeypatch.setattr(updater.Updater, 'update_core', update_core)
     with pytest.raises(SystemExit,
                        match=r'non-finite loss.*iteration 15 \(epoch 2\); '
                        r'training stopped before this update; what it had '
@@ -172,13 +172,13 @@ def test_bad_config_and_data_dir_give_one_line_errors(tmp_path, mnist_dir):
 def test_dynamic_binarization_trains_on_fresh_binary_samples(
         tmp_path, mnist_dir, monkeypatch):
     seen = []
-    original = training.Updater.update_core
+    original = updater.Updater.update_core
 
     def record(self):
         seen.append(self.get_iterator('main').dataset)
         original(self)
 
-    monkeypatch.setattr(training.Updater, 'update_core', record)
+    monkeypatch.setattr(updater.Updater, 'update_core', record)
     run(tmp_path / 'd', mnist_dir, '-e', '1', '--binarize', 'dynamic')
     dataset = seen[0]
     first, second = dataset[:50], dataset[:50]
@@ -239,13 +239,13 @@ def test_resume_loads_the_highest_epoch_whatever_the_file_times(
     stamp = os.stat(out / 'snapshot_epoch_2').st_mtime + 100
     os.utime(out / 'snapshot_epoch_1', (stamp, stamp))
     steps = []
-    original = training.Updater.update_core
+    original = updater.Updater.update_core
 
     def count(self):
         steps.append(self.iteration + 1)
         original(self)
 
-    monkeypatch.setattr(training.Updater, 'update_core', count)
+    monkeypatch.setattr(updater.Updater, 'update_core', count)
     run(out, mnist_dir, '-e', '3')
     assert steps == list(range(21, 31))  # epoch 3 only: 10 iterations each
     assert [e['epoch'] for e in read_log(out)] == [1, 2, 3]

@@ -24,17 +24,19 @@ def gpu_available():
         return False
 
 
-def interrupt_at(monkeypatch, iteration):
-    """Make training raise KeyboardInterrupt (Ctrl-C) before ``iteration``.
+def interrupt_at(monkeypatch, iteration, updater_class=None):
+    """Make training raise KeyboardInterrupt (Ctrl-C) before ``iteration``
+    (of ``vae.updater.Updater``, or of the subclass given).
 
     Undo with ``monkeypatch.undo()``.
     """
-    from vae import training
-    original = training.Updater.update_core
+    from vae import updater
+    updater_class = updater_class or updater.Updater
+    original = updater_class.update_core
 
     def interrupted(self):
         if self.iteration == iteration - 1:
             raise KeyboardInterrupt
         original(self)
 
-    monkeypatch.setattr(training.Updater, 'update_core', interrupted)
+    monkeypatch.setattr(updater_class, 'update_core', interrupted)

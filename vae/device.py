@@ -17,6 +17,9 @@ uninterrupted one would have, and nothing but the iteration count needs
 saving. Its generator is Philox (counter-based), whose reseeding costs
 nothing, unlike cuRAND's default XORWOW.
 """
+import os
+import weakref
+
 import chainer
 import numpy
 
@@ -125,14 +128,59 @@ def synchronize(device):
 
 
 def memory_pool(device):
-    """The device's memory pool (``None`` on the CPU)."""
-    return None if is_cpu(device) else device.xp.get_default_memory_pool()
+    """The memory pool CuPy allocates from on ``device`` (``None`` on the
+    CPU)."""
+    if is_cpu(device):
+        return None
+    return _stream_ordered_pools.get(device.xp, {}).get(str(device)) or \
+        device.xp.get_default_memory_pool()
+
+
+# the stream-ordered pool of each device that uses one: array module ->
+# {device name: pool}
+_stream_ordered_pools = weakref.WeakKeyDictionary()
+
+
+def use_stream_ordered_memory(device):
+    """Make CuPy allocate from CUDA's stream-ordered pool, which a CUDA
+    graph's capture needs; returns why it cannot, or None."""
+    cuda = device.xp.cuda
+    pools = _stream_ordered_pools.setdefault(device.xp, {})
+    if str(device) in pools:
+        return None
+    try:
+        with chainer.using_device(device):
+            pool = cuda.MemoryAsyncPool()
+            cuda.set_allocator(pool.malloc)
+    except Exception as e:  # AttributeError (old CuPy), CUDA errors
+        return ('CuPy cannot use the stream-ordered memory pool a CUDA '
+                'graph needs (%s: %s)' % (type(e).__name__, e))
+    pools[str(device)] = pool
+    return None
+
+
+def stream(device):
+    """A new stream on the GPU ``device``. It is a blocking one: work on
+    the default stream (Chainer's, the converters') is ordered with it."""
+    with chainer.using_device(device):
+        return device.xp.cuda.Stream()
+
+
+def capture(device, stream, func):
+    """Record one call of ``func`` on ``stream`` as a CUDA graph, without
+    running it; returns a function that replays the graph on ``stream``."""
+    with chainer.using_device(device), stream:
+        stream.begin_capture()
+        try:
+            func()
+        finally:
+            graph = stream.end_capture()
+    return lambda: graph.launch(stream)
 
 
 def describe(device, cpu_count=None):
     """The device in words: the CPU with its cores, or the GPU's name."""
     if is_cpu(device):
-        import os
         return 'CPU (%d cores), NumPy %s' % (cpu_count or os.cpu_count(),
                                              numpy.__version__)
     with chainer.using_device(device):

@@ -9,15 +9,10 @@ overhead:
 * :class:`VAELoss` is one ``chainer.FunctionNode`` for the whole negative
   ELBO (Kingma & Welling 2014, arXiv:1312.6114, eq. 7 with the closed-form
   KL of their Appendix B): encoder, reparameterized sampling, decoder,
-  Bernoulli NLL and KL, with a hand-written backward. Every operation is the
-  one Chainer 7.8.1 performs, in the same order and precision
-  (``functions/connection/linear.py``, ``activation/softplus.py``,
-  ``tanh.py``, ``sigmoid.py``, ``relu.py``, ``noise/gaussian.py``,
-  ``array/tile.py``, ``loss/vae.py``, ``math/basic_math.py`` and
-  ``chainer/_backprop.py`` for the order in which gradients are summed; the
-  loss's terms are :mod:`vae.elbo`'s), and the noise is drawn with the same
-  call, so on the CPU the loss and the gradients equal the plain path's bit
-  for bit. Its layers and activations are :mod:`vae.net`'s.
+  Bernoulli NLL and KL, with a hand-written backward. Its arithmetic is
+  :mod:`vae.fused` on NumPy, every operation Chainer's own in Chainer's
+  order, and the noise is drawn with the same call, so on the CPU the loss
+  and the gradients equal the plain path's bit for bit.
 * :class:`FlatAdam` is ``chainer.optimizers.Adam`` whose parameters, moments
   and gradients live in contiguous float32 buffers, updated by one compiled
   element-wise pass (numba) with the arithmetic of ``AdamRule.update_core_cpu``
@@ -26,21 +21,18 @@ overhead:
   layout, so plain and fast runs can resume each other.
 
 The fast path is CPU only; :func:`unsupported_reason` says when it does not
-apply, and :func:`vae.training.loss_and_optimizer` picks the path.
+apply, and :func:`vae.training.training_path` picks the path.
 """
 import chainer
 import numpy
 from chainer import function_node
 
 from vae import device as device_lib
-from vae import elbo
-from vae.net import ACTIVATIONS, LAYERS
+from vae import fused
+from vae.fused import LE3_MU
+from vae.net import ACTIVATIONS
 
 _F32 = numpy.float32
-
-# The fused node names the layers of vae.net; a layer added there without
-# its gradient here fails at import rather than training a different model.
-LE1, LE2, LE3_MU, LE3_LN_VAR, LD1, LD2, LD3 = LAYERS
 
 
 def unsupported_reason(model, device=None):
@@ -110,71 +102,9 @@ def loss_func(model, C=1.0, k=1):
     return lf
 
 
-# -- element-wise kernels, each Chainer's CPU formula ------------------------
-
-def _softplus_grad(a, h, gh):
-    # SoftplusGrad.forward_cpu: (1 - 1 / (1 + exp(x))) * gy; exp may
-    # overflow to inf, which gives the right limit 1 (Chainer warns there).
-    with numpy.errstate(over='ignore'):
-        t = numpy.exp(a)
-    t += 1
-    numpy.divide(1, t, out=t)
-    numpy.subtract(1, t, out=t)
-    t *= gh
-    return t
-
-
-def _tanh(a):
-    return numpy.tanh(a)
-
-
-def _tanh_grad(a, h, gh):
-    # TanhGrad.forward_cpu: gy * (1 - y * y)
-    t = h * h
-    numpy.subtract(_F32(1), t, out=t)
-    t *= gh
-    return t
-
-
-def _sigmoid(a):
-    # Sigmoid.forward_cpu: tanh(x / 2) / 2 + 1 / 2
-    half = _F32(0.5)
-    t = a * half
-    numpy.tanh(t, out=t)
-    t *= half
-    t += half
-    return t
-
-
-def _sigmoid_grad(a, h, gh):
-    # SigmoidGrad.forward_cpu: gy * y * (1 - y)
-    t = gh * h
-    t *= numpy.subtract(_F32(1), h)
-    return t
-
-
-def _relu(a):
-    # ReLU.forward_cpu: maximum(x, 0), against an array of zeros (faster)
-    h = numpy.zeros_like(a)
-    return numpy.maximum(a, h, out=h)
-
-
-def _relu_grad(a, h, gh):
-    # ReLUGrad2.forward_cpu: gy * (y > 0)
-    return numpy.multiply(gh, h > 0, dtype=gh.dtype)
-
-
-#: The hidden activations the fused node implements (a subset of
-#: vae.net.ACTIVATIONS): name -> (forward, backward).
-_KERNELS = {
-    'softplus': (elbo.softplus, _softplus_grad),
-    'tanh': (_tanh, _tanh_grad),
-    'sigmoid': (_sigmoid, _sigmoid_grad),
-    'relu': (_relu, _relu_grad),
-}
-assert set(_KERNELS) <= set(ACTIVATIONS)
 #: Names of the activations the fused loss supports.
-FUSED_ACTIVATIONS = tuple(_KERNELS)
+FUSED_ACTIVATIONS = tuple(fused.KERNELS)
+assert set(FUSED_ACTIVATIONS) <= set(ACTIVATIONS)
 
 
 class VAELoss(function_node.FunctionNode):
@@ -183,11 +113,12 @@ class VAELoss(function_node.FunctionNode):
     Inputs are ``x`` (B, n_in) followed by the parameters of
     :class:`vae.net.VAE` in the order of ``names`` (see :func:`param_names`);
     outputs are ``loss``, ``reconstr`` and ``kl``, three float32 scalars
-    with the meaning of :meth:`vae.net.VAE.get_loss_func`. Backward gives
-    the parameters' gradients (not the data's) and is not itself
-    differentiable (no double backprop). The gradients come back as views
-    of one flat float32 array, in input order, so that :class:`FlatAdam`
-    uses them without a copy.
+    with the meaning of :meth:`vae.net.VAE.get_loss_func`. The arithmetic is
+    :func:`vae.fused.forward` and :func:`vae.fused.backward` on NumPy.
+    Backward gives the parameters' gradients (not the data's) and is not
+    itself differentiable (no double backprop). The gradients come back as
+    views of one flat float32 array, in input order, so that
+    :class:`FlatAdam` uses them without a copy.
 
     Args:
         names (sequence of str): Parameter names, e.g. ``'/le1/W'``.
@@ -198,52 +129,20 @@ class VAELoss(function_node.FunctionNode):
 
     def __init__(self, names, activation, C, k):
         self._names = tuple(names)
-        self._act, self._act_grad = _KERNELS[activation]
+        self._activation = activation
         self._C = C
         self._k = k
-
-    def _linear(self, name, h):
-        # LinearFunction.forward: dot(x, W.T) into y, then y += b
-        y = numpy.dot(h, self._p['/' + name + '/W'].T)
-        y += self._p['/' + name + '/b']
-        return y
 
     def forward_cpu(self, inputs):
         x = inputs[0]  # (B, n_in)
         self._p = dict(zip(self._names, inputs[1:]))
-        act, k, batch = self._act, self._k, len(x)
-        self._x = x
-        self._a1 = self._linear(LE1, x)  # (B, n_h), pre-activation
-        self._h1 = act(self._a1)
-        self._a2 = self._linear(LE2, self._h1)
-        self._h2 = act(self._a2)
-        mu = self._linear(LE3_MU, self._h2)  # (B, L)
-        ln_var = self._linear(LE3_LN_VAR, self._h2)  # log(sigma**2)
-        self._mu, self._ln_var = mu, ln_var
-
-        # F.gaussian on the k copies stacked sample-major, as
-        # vae.net.sample_reconstruction_loss does: the same draws in the
-        # same order from NumPy's global generator.
-        mu_k = numpy.tile(mu, (k, 1)) if k > 1 else mu  # (k*B, L)
-        ln_var_k = numpy.tile(ln_var, (k, 1)) if k > 1 else ln_var
-        eps = device_lib.standard_normal(numpy, ln_var_k.shape, x.dtype)
-        self._noise = numpy.exp(ln_var_k * _F32(0.5)) * eps  # (k*B, L)
-        self._z = mu_k + self._noise
-
-        self._ad1 = self._linear(LD1, self._z)  # (k*B, n_h)
-        self._d1 = act(self._ad1)
-        self._ad2 = self._linear(LD2, self._d1)
-        self._d2 = act(self._ad2)
-        self._logits = self._linear(LD3, self._d2)  # (k*B, n_in)
-
-        # F.bernoulli_nll and F.gaussian_kl_divergence, each summed
-        self._x_k = numpy.tile(x, (k, 1)) if k > 1 else x  # (k*B, n_in)
-        reconstr = _F32(1.0 / (k * batch)) * elbo.bernoulli_nll(
-            self._x_k, self._logits).sum()
-        self._var = numpy.exp(ln_var)  # (B, L)
-        kl = _F32(1.0 / batch) * elbo.gaussian_kl(mu, ln_var, self._var).sum()
-
-        loss = reconstr + _F32(self._C) * kl
+        # the draws F.gaussian makes on the k copies stacked sample-major
+        eps = device_lib.standard_normal(
+            numpy, (self._k * len(x), self._p['/%s/b' % LE3_MU].size),
+            x.dtype)  # (k*B, L)
+        loss, reconstr, kl, self._cache = fused.forward(
+            numpy, numpy.dot, self._p, x, eps, self._activation, self._k,
+            self._C)
         return tuple(numpy.asarray(v, dtype=x.dtype)
                      for v in (loss, reconstr, kl))
 
@@ -254,61 +153,16 @@ class VAELoss(function_node.FunctionNode):
         g_rec = _sum_present(g_loss, g_rec)
         g_kl = _sum_present(
             None if g_loss is None else _F32(self._C) * g_loss, g_kl)
-        act_grad, k, batch = self._act_grad, self._k, len(self._x)
-
         sizes = [self._p[name].size for name in self._names]
-        flat = numpy.empty(sum(sizes), dtype=self._x.dtype)
+        flat = numpy.empty(sum(sizes), dtype=_F32)
         offsets = numpy.cumsum([0] + sizes)
-        self._grads = {
-            name: flat[offsets[i]:offsets[i + 1]].reshape(
-                self._p[name].shape)
-            for i, name in enumerate(self._names)}
-
-        # d/dlogits of sum(softplus(y) - x * y) / (k * B): the softplus
-        # branch plus the -x branch, as F.bernoulli_nll's graph sums them
-        g = _F32(1.0 / (k * batch)) * g_rec
-        gy = _softplus_grad(self._logits, None, g)  # (k*B, n_in)
-        gy += self._x_k * -g
-        gh = self._linear_grad(LD3, gy, self._d2)
-        gh = self._linear_grad(LD2, act_grad(self._ad2, self._d2, gh),
-                               self._d1)
-        gz = self._linear_grad(LD1, act_grad(self._ad1, self._d1, gh),
-                               self._z)  # (k*B, L)
-
-        # F.gaussian's backward; for k > 1, F.tile's sums over the copies
-        g_mu = gz
-        g_ln_var = gz * self._noise
-        g_ln_var *= _F32(0.5)
-        if k > 1:
-            shape = (k, batch, 1, gz.shape[1])  # (k, B, 1, L)
-            g_mu = g_mu.reshape(shape).sum(axis=(0, 2))  # (B, L)
-            g_ln_var = g_ln_var.reshape(shape).sum(axis=(0, 2))
-
-        # F.gaussian_kl_divergence's backward. Chainer's backprop reaches
-        # the KL nodes first (by rank) and sums each variable's gradients
-        # as they arrive, so the KL terms are added first; the order of a
-        # three-term float sum matters.
-        g_half = _F32(0.5) * (_F32(1.0 / batch) * g_kl)
-        g_mu_kl = g_half * self._mu  # mu * mu: one term for each factor
-        g_mu = (g_mu_kl + g_mu_kl) + g_mu
-        g_ln_var = (-g_half + self._var * g_half) + g_ln_var
-
-        gh = self._linear_grad(LE3_MU, g_mu, self._h2)
-        gh += self._linear_grad(LE3_LN_VAR, g_ln_var, self._h2)
-        gh = self._linear_grad(LE2, act_grad(self._a2, self._h2, gh),
-                               self._h1)
-        self._linear_grad(LE1, act_grad(self._a1, self._h1, gh), self._x,
-                          need_gx=False)
-
+        grads = {name: flat[offsets[i]:offsets[i + 1]].reshape(
+            self._p[name].shape) for i, name in enumerate(self._names)}
+        fused.backward(numpy, numpy.dot, self._p, self._cache, grads, g_rec,
+                       g_kl)
         return (None,) + tuple(  # x, then the parameters
-            chainer.Variable(self._grads[name]) if i in indexes else None
+            chainer.Variable(grads[name]) if i in indexes else None
             for i, name in enumerate(self._names, 1))
-
-    def _linear_grad(self, name, gy, x, need_gx=True):
-        # LinearFunction.backward: gW = gy.T x, gb = sum(gy, 0), gx = gy W
-        numpy.dot(gy.T, x, out=self._grads['/' + name + '/W'])
-        numpy.sum(gy, axis=0, out=self._grads['/' + name + '/b'])
-        return numpy.dot(gy, self._p['/' + name + '/W']) if need_gx else None
 
 
 def _sum_present(a, b):

@@ -10,9 +10,9 @@ the settings of the run it continues (:mod:`vae.resume`).
 """
 import functools
 import json
-import math
 import os
 import sys
+from typing import Callable, NamedTuple
 
 import chainer
 import numpy
@@ -26,6 +26,7 @@ from vae import fast as fast_lib
 from vae import resume as resume_lib
 from vae import run_folder, serialization
 from vae.net import VAE
+from vae.updater import NonFiniteLossError, Updater
 
 #: The entries PrintReport shows, one line per epoch.
 PRINTED = ['epoch', 'main/loss', 'validation/main/loss', 'main/reconstr',
@@ -33,80 +34,67 @@ PRINTED = ['epoch', 'main/loss', 'validation/main/loss', 'main/reconstr',
            'elapsed_time']
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; no weight was updated with it."""
-
-
-class Updater(training.updaters.StandardUpdater):
-    """``StandardUpdater`` with two additions; its ``update_core`` is
-    Chainer's own.
-
-    * The loss is checked after the forward pass and before backward and
-      the optimizer step: a non-finite one raises
-      :class:`NonFiniteLossError`, so the weights, the snapshots and
-      ``model.npz`` keep their last good values.
-    * On a GPU, the noise generator is reseeded before each iteration
-      (:func:`vae.device.reseed_noise`), which makes a resumed GPU run
-      draw what an uninterrupted one would.
-
-    Args:
-        iterator, optimizer, loss_func, device: As ``StandardUpdater``'s.
-        seed (int): The run's seed.
-    """
-
-    def __init__(self, iterator, optimizer, loss_func, device, seed):
-        super(Updater, self).__init__(
-            iterator, optimizer, device=device,
-            loss_func=self._guarded(loss_func))
-        self._seed = seed
-
-    def update_core(self):
-        device_lib.reseed_noise(self.device, self._seed, self.iteration)
-        super(Updater, self).update_core()
-
-    def _guarded(self, loss_func):
-        @functools.wraps(loss_func)
-        def guarded(*args):
-            loss = loss_func(*args)
-            value = float(loss.array)
-            if not math.isfinite(value):
-                iterator = self.get_iterator('main')
-                # the batch that ends an epoch belongs to it
-                epoch = iterator.epoch + (0 if iterator.is_new_epoch else 1)
-                raise NonFiniteLossError(
-                    'non-finite loss (%r) at iteration %d (epoch %d); '
-                    'training stopped before this update'
-                    % (value, self.iteration + 1, epoch))
-            return loss
-        return guarded
-
-
 def build_model(config, n_in=784):
     """The VAE that ``config`` describes."""
     return VAE(n_in, config['n_latent'], config['n_h'], config['activation'])
 
 
-def loss_and_optimizer(model, device, alpha, fast=True):
-    """The training path for ``model`` on ``device``.
+class Path(NamedTuple):
+    """The code that trains a model (see :func:`training_path`)."""
 
-    The fast path (:mod:`vae.fast`: the fused loss and the flat Adam, the
-    same numbers bit for bit) where asked for and supported; else the plain
-    path, ``model.get_loss_func`` and ``chainer.optimizers.Adam``, with a
-    note on stderr when the fast one was asked for.
+    #: 'graph', 'fast' or 'plain'.
+    name: str
+    #: ``make_loss_func(C=..., k=...)``: a loss function for the Evaluator
+    #: (and for the updater, except on the graph path).
+    make_loss_func: Callable
+    #: The optimizer, not yet set up.
+    optimizer: chainer.Optimizer
+    #: ``make_updater(iterator, optimizer, seed, C, k)``: the updater.
+    make_updater: Callable
 
-    Returns:
-        tuple: ``(make_loss_func, optimizer, path)``: a callable
-        ``make_loss_func(C=..., k=...)`` that returns a loss function, the
-        optimizer (not yet set up), and ``'fast'`` or ``'plain'``.
+
+def training_path(model, device, alpha, fast=True, cuda_graph=False):
+    """The path that trains ``model`` on ``device``, of those asked for.
+
+    * ``graph``: on a GPU, the whole step captured as one CUDA graph
+      (:mod:`vae.cuda_graph`), when ``cuda_graph`` is asked for;
+    * ``fast``: on the CPU, the fused loss and the flat Adam
+      (:mod:`vae.fast`: the same numbers bit for bit), when ``fast`` is;
+    * ``plain``: ``model.get_loss_func`` and ``chainer.optimizers.Adam``.
+
+    A path asked for that cannot run here says why on stderr, in one line,
+    and the next one runs.
     """
+    def plain_updater(make_loss_func):
+        return lambda iterator, optimizer, seed, C, k: Updater(
+            iterator, optimizer, make_loss_func(C=C, k=k), device, seed)
+
+    if cuda_graph:
+        from vae import cuda_graph as graph_lib
+        why_not = graph_lib.unsupported_reason(model, device) or \
+            device_lib.use_stream_ordered_memory(device)
+        if why_not:
+            print('note: %s; training without the CUDA graph' % why_not,
+                  file=sys.stderr)
+        else:
+            make_loss_func = functools.partial(graph_lib.fused_loss_func,
+                                               model)
+            return Path('graph', make_loss_func,
+                        chainer.optimizers.Adam(alpha=alpha),
+                        lambda iterator, optimizer, seed, C, k:
+                        graph_lib.GraphUpdater(iterator, optimizer, device,
+                                               seed, model, k, C))
     why_not = fast and fast_lib.unsupported_reason(model, device)
     if why_not:
         print('note: %s; training on the plain path' % why_not,
               file=sys.stderr)
     if fast and not why_not:
-        return (functools.partial(fast_lib.loss_func, model),
-                fast_lib.FlatAdam(alpha=alpha), 'fast')
-    return model.get_loss_func, chainer.optimizers.Adam(alpha=alpha), 'plain'
+        make_loss_func = functools.partial(fast_lib.loss_func, model)
+        return Path('fast', make_loss_func, fast_lib.FlatAdam(alpha=alpha),
+                    plain_updater(make_loss_func))
+    return Path('plain', model.get_loss_func,
+                chainer.optimizers.Adam(alpha=alpha),
+                plain_updater(model.get_loss_func))
 
 
 def train(config, out, train_data, test_data, device, resume=None,
@@ -167,16 +155,16 @@ def train(config, out, train_data, test_data, device, resume=None,
 
 def _trainer(config, out, model, train_data, test_data, device, progress):
     """The Trainer of a run, with every extension."""
-    make_loss_func, optimizer, _ = loss_and_optimizer(
-        model, device, config['alpha'], config['fast'])
-    optimizer.setup(model)
+    path = training_path(model, device, config['alpha'], config['fast'],
+                         config['cuda_graph'])
+    path.optimizer.setup(model)
     train_iter = chainer.iterators.SerialIterator(
         train_data, config['batchsize'])
     test_iter = chainer.iterators.SerialIterator(
         test_data, config['batchsize'], repeat=False, shuffle=False)
-    updater = Updater(train_iter, optimizer,
-                      make_loss_func(C=config['C'], k=config['k']), device,
-                      config['seed'])
+    updater = path.make_updater(train_iter, path.optimizer, config['seed'],
+                                config['C'], config['k'])
+    make_loss_func = path.make_loss_func
     trainer = training.Trainer(updater, (config['epoch'], 'epoch'), out=out)
 
     trainer.extend(extensions.Evaluator(

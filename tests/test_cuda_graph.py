@@ -1,0 +1,307 @@
+"""The CUDA-graph path (vae/cuda_graph.py), run on the CPU.
+
+Its arithmetic is vae/fused.py, which the fast path's tests check against
+Chainer bit for bit; here the step built from it, its Adam, its guard, its
+updater, its resume and its cuBLAS calls run on the stand-in GPU of
+tests/standin.py, with a NumPy model of cuBLAS's column-major sgemm standing
+in for nvmath-python. The capture itself is checked with a recording stream
+(a CPU cannot record a CUDA graph); in the training tests the "graph" is the
+step called again, which is what a replay computes. What only a GPU checks:
+that CuPy captures these kernels, and the speed (tests/test_gpu.py,
+scripts/benchmark.py --gpu 0).
+"""
+import json
+
+import chainer
+import numpy
+import pytest
+
+from standin import fake_nvmath, stand_in_gpu
+from testutil import interrupt_at
+from vae import config as config_lib
+from vae import cuda_graph, fused, training, updater
+from vae import device as device_lib
+from vae.net import VAE
+from vae.serialization import load_model
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    with stand_in_gpu(monkeypatch) as device, fake_nvmath(monkeypatch):
+        # a replay computes what the captured call computed
+        monkeypatch.setattr(device_lib, 'capture',
+                            lambda device, stream, func: func)
+        yield device
+
+
+@pytest.mark.parametrize('transpose_a', [False, True])
+@pytest.mark.parametrize('transpose_b', [False, True])
+def test_cublas_dot_is_the_row_major_product(monkeypatch, transpose_a,
+                                             transpose_b):
+    rng = numpy.random.RandomState(0)
+    m, k, n = 5, 7, 3
+    a = rng.randn(*((k, m) if transpose_a else (m, k))).astype(numpy.float32)
+    b = rng.randn(*((n, k) if transpose_b else (k, n))).astype(numpy.float32)
+    a = a.T if transpose_a else a  # (m, k), maybe a transposed view
+    b = b.T if transpose_b else b  # (k, n)
+    with stand_in_gpu(monkeypatch) as device, \
+            fake_nvmath(monkeypatch) as cublas:
+        stream = device_lib.stream(device)
+        dot = cuda_graph.CublasDot(device.xp, stream)
+        got = dot(a, b)
+        out = numpy.full((m, n), numpy.nan, dtype=numpy.float32)
+        assert dot(a, b, out=out) is out
+    expected = numpy.dot(a.astype(numpy.float64), b.astype(numpy.float64))
+    numpy.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    numpy.testing.assert_array_equal(out, got)
+    assert cublas.sgemm_calls == 2
+    handle, = cublas.handles.values()
+    assert handle == {'stream': stream.ptr,
+                      'workspace': cuda_graph.WORKSPACE_BYTES}
+
+
+def test_cublas_dot_refuses_what_it_cannot_pass(monkeypatch):
+    with stand_in_gpu(monkeypatch) as device, fake_nvmath(monkeypatch):
+        dot = cuda_graph.CublasDot(device.xp, device_lib.stream(device))
+        a = numpy.zeros((4, 6), numpy.float32)
+        with pytest.raises(ValueError, match='do not align'):
+            dot(a, a)
+        with pytest.raises(ValueError, match='C-contiguous'):
+            dot(a[:, ::2], numpy.zeros((3, 2), numpy.float32))
+
+
+class RecordingStream(object):
+    def __init__(self):
+        self.events = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def begin_capture(self):
+        self.events.append('begin')
+
+    def end_capture(self):
+        self.events.append('end')
+        stream = self
+
+        class Graph(object):
+            def launch(self, on):
+                stream.events.append(('launch', on))
+        return Graph()
+
+
+def test_capture_records_one_call_and_replays_the_graph(monkeypatch):
+    with stand_in_gpu(monkeypatch) as device:
+        stream = RecordingStream()
+        replay = device_lib.capture(device, stream,
+                                    lambda: stream.events.append('call'))
+        assert stream.events == ['begin', 'call', 'end']
+        replay()
+        replay()
+    assert stream.events[3:] == [('launch', stream)] * 2
+
+
+def step_and_model(device, batch=8, k=1, C=1.0, seed=0):
+    numpy.random.seed(seed)
+    model = VAE(784, 3, 16, 'softplus')
+    model.to_device(device)
+    optimizer = chainer.optimizers.Adam()
+    optimizer.setup(model)
+    step = cuda_graph.FusedStep(model, optimizer, batch, k, C,
+                                device.xp.dot)
+    return step, model, optimizer
+
+
+@pytest.mark.parametrize('k,C', [(1, 1.0), (3, 0.5)])
+def test_a_fused_step_is_chainers_adam_step_bit_for_bit(gpu, images, k, C):
+    step, model, _ = step_and_model(gpu, k=k, C=C)
+    numpy.random.seed(0)
+    reference = VAE(784, 3, 16, 'softplus')  # the same initial weights
+    optimizer = chainer.optimizers.Adam()
+    optimizer.setup(reference)
+    x = images[0][:8]
+    eps = numpy.random.RandomState(1).standard_normal(
+        (3, k * 8, 3)).astype(numpy.float32)
+    for i in range(3):
+        step.x[...] = x
+        step.eps[...] = eps[i]
+        step.run()
+        draws = iter([eps[i]])
+        original = device_lib.standard_normal
+        device_lib.standard_normal = lambda xp, shape, dtype: next(draws)
+        try:
+            optimizer.update(reference.get_loss_func(C=C, k=k), x)
+        finally:
+            device_lib.standard_normal = original
+    params = dict(reference.namedparams())
+    for name, param in model.namedparams():
+        numpy.testing.assert_array_equal(
+            device_lib.to_cpu(param.array), params[name].array, name)
+    assert float(step.t) == 3 and bool(step.keep)
+
+
+def test_a_non_finite_loss_freezes_the_step(gpu, images):
+    step, model, _ = step_and_model(gpu)
+    step.x[...] = images[0][:8]
+    step.run()
+    step.run()
+    before = step.P.copy(), step.M.copy(), step.V.copy()
+    step.x[...] = numpy.nan
+    step.run()
+    assert not numpy.isfinite(float(step.loss))  # reported as it was
+    step.x[...] = images[0][8:16]  # finite again: still frozen
+    step.run()
+    for got, want in zip((step.P, step.M, step.V), before):
+        numpy.testing.assert_array_equal(got, want)
+    assert not bool(step.keep) and int(step.first_bad) == 2
+    assert float(step.t) == 2 and int(step.iteration) == 4
+
+
+def test_the_fused_evaluation_loss_is_get_loss_funcs(gpu, images):
+    numpy.random.seed(0)
+    model = VAE(784, 3, 16, 'softplus')
+    x = images[1][:20]
+    values = []
+    for loss_func in (model.get_loss_func(C=0.7, k=10),
+                      cuda_graph.fused_loss_func(model, C=0.7, k=10)):
+        device_lib.seed(device_lib.get_device(-1), 3)
+        with chainer.using_config('train', False):
+            values.append(float(loss_func(x).array))
+    assert values[1] == values[0]
+
+
+@pytest.fixture(scope='module')
+def images(mnist):
+    train, test = mnist
+    return train.images[:300], test.images[:60]
+
+
+def config(**overrides):
+    settings = dict(n_latent=3, n_h=16, epoch=3, batchsize=20, test=True)
+    settings.update(overrides)
+    return config_lib.resolve(overrides=settings)
+
+
+def train(out, images, device, **overrides):
+    return training.train(config(**overrides), str(out), images[0],
+                          images[1], device, progress=False)
+
+
+def log_of(out):
+    with open(out / 'log') as f:
+        return json.load(f)
+
+
+def test_the_graph_path_trains_as_the_plain_one(tmp_path, monkeypatch, gpu,
+                                                images, capsys):
+    replays = []
+    original = cuda_graph.GraphUpdater.update_core
+
+    def counted(self):
+        replays.append(self.iteration)
+        original(self)
+
+    monkeypatch.setattr(cuda_graph.GraphUpdater, 'update_core', counted)
+    # 15 iterations an epoch, 240 in all
+    train(tmp_path / 'plain', images, gpu, epoch=16)
+    assert replays == []
+    train(tmp_path / 'graph', images, gpu, epoch=16, cuda_graph=True)
+    assert replays == list(range(240))
+    assert 'without the CUDA graph' not in capsys.readouterr().err
+    plain, graph = log_of(tmp_path / 'plain'), log_of(tmp_path / 'graph')
+    for a, b in zip(plain, graph):
+        for key in ('main/loss', 'main/kl', 'validation/main/loss',
+                    'validation/main/reconstr'):
+            assert b[key] == pytest.approx(a[key], rel=1e-5), (a, b)
+    assert plain[-1]['main/loss'] < plain[0]['main/loss'] - 50
+    a = load_model(tmp_path / 'plain' / 'model.npz')
+    b = dict(load_model(tmp_path / 'graph' / 'model.npz').namedparams())
+    for name, param in a.namedparams():
+        numpy.testing.assert_allclose(b[name].array, param.array, rtol=1e-3,
+                                      atol=1e-5, err_msg=name)
+
+
+def test_a_resumed_graph_run_equals_an_uninterrupted_one(
+        tmp_path, monkeypatch, gpu, images):
+    train(tmp_path / 'straight', images, gpu, cuda_graph=True)
+    interrupt_at(monkeypatch, 40, cuda_graph.GraphUpdater)  # in epoch 3
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / 'resumed', images, gpu, cuda_graph=True)
+    monkeypatch.undo()
+    with stand_in_gpu(monkeypatch) as fresh, fake_nvmath(monkeypatch):
+        monkeypatch.setattr(device_lib, 'capture',
+                            lambda device, stream, func: func)
+        train(tmp_path / 'resumed', images, fresh, cuda_graph=True)
+    a = load_model(tmp_path / 'straight' / 'model.npz')
+    b = dict(load_model(tmp_path / 'resumed' / 'model.npz').namedparams())
+    for name, param in a.namedparams():
+        numpy.testing.assert_array_equal(param.array, b[name].array, name)
+    strip = [{k: v for k, v in e.items() if k != 'elapsed_time'}
+             for e in log_of(tmp_path / 'straight')]
+    assert strip == [{k: v for k, v in e.items() if k != 'elapsed_time'}
+                     for e in log_of(tmp_path / 'resumed')]
+
+
+def test_the_graphs_guard_stops_at_the_epochs_end_naming_the_iteration(
+        tmp_path, monkeypatch, gpu, images):
+    out = tmp_path / 'run'
+    original_forward = fused.forward
+    original_update = cuda_graph.GraphUpdater.update_core
+    now = {}
+
+    def update_core(self):
+        now['iteration'] = self.iteration + 1
+        original_update(self)
+
+    def forward(xp, dot, p, x, eps, activation, k, C):
+        loss, reconstr, kl, cache = original_forward(
+            xp, dot, p, x, eps, activation, k, C)
+        if now.get('iteration') == 37 and dot is not xp.dot:  # training
+            loss = loss * numpy.float32('nan')
+        return loss, reconstr, kl, cache
+
+    monkeypatch.setattr(cuda_graph.GraphUpdater, 'update_core', update_core)
+    monkeypatch.setattr(fused, 'forward', forward)
+    with pytest.raises(updater.NonFiniteLossError) as info:
+        train(out, images, gpu, cuda_graph=True)
+    assert str(info.value).startswith(
+        'non-finite loss at iteration 37; the CUDA graph applied neither '
+        'that update nor any later one; what it had written is intact: '
+        'snapshot_epoch_2, model.npz')
+    assert not (out / 'snapshot_epoch_3').exists()
+    assert [e['epoch'] for e in log_of(out)] == [1, 2]
+
+
+def test_without_nvmath_the_graph_path_falls_back_with_a_note(
+        tmp_path, monkeypatch, images, capsys):
+    import sys
+    with stand_in_gpu(monkeypatch) as device:
+        monkeypatch.setitem(sys.modules, 'nvmath', None)
+        train(tmp_path / 'run', images, device, epoch=1, cuda_graph=True)
+    err = capsys.readouterr().err
+    assert ('note: the CUDA-graph path needs nvmath-python (pip install '
+            'nvmath-python, or the extra .[gpu-graph]); training without the '
+            'CUDA graph') in err
+
+
+def test_on_the_cpu_the_graph_path_says_it_needs_a_gpu(capsys):
+    model = VAE(784, 2, 8, 'softplus')
+    path = training.training_path(model, device_lib.get_device(-1), 1e-3,
+                                  fast=True, cuda_graph=True)
+    assert path.name == 'fast'
+    assert 'the CUDA-graph path needs a GPU' in capsys.readouterr().err
+
+
+def test_the_benchmark_times_the_three_gpu_paths(gpu):
+    from testutil import load_script
+    benchmark = load_script('benchmark')
+    result = benchmark.benchmark(gpu, batch_sizes=(20,), rounds=1, steps=2,
+                                 warmup=1, square=32,
+                                 paths=benchmark.GPU_PATHS)
+    assert [r['path'] for r in result['rows']] == [
+        'plain', 'fused-eager', 'graph']
+    assert all(r['s_per_step'] > 0 and r['peak_memory_bytes'] > 0
+               for r in result['rows'])

@@ -1,0 +1,61 @@
+"""The updater of every path: Chainer's StandardUpdater, guarded.
+
+Training's non-finite guard and the per-iteration reseeding of a GPU's
+noise generator live here, apart from the trainer's set-up in
+:mod:`vae.training`, so that the GPU's graph path (:mod:`vae.cuda_graph`)
+can build on it.
+"""
+import functools
+import math
+
+from chainer import training
+
+from vae import device as device_lib
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; no weight was updated with it."""
+
+
+class Updater(training.updaters.StandardUpdater):
+    """``StandardUpdater`` with two additions; its ``update_core`` is
+    Chainer's own.
+
+    * The loss is checked after the forward pass and before backward and
+      the optimizer step: a non-finite one raises
+      :class:`NonFiniteLossError`, so the weights, the snapshots and
+      ``model.npz`` keep their last good values.
+    * On a GPU, the noise generator is reseeded before each iteration
+      (:func:`vae.device.reseed_noise`), which makes a resumed GPU run
+      draw what an uninterrupted one would.
+
+    Args:
+        iterator, optimizer, loss_func, device: As ``StandardUpdater``'s.
+        seed (int): The run's seed.
+    """
+
+    def __init__(self, iterator, optimizer, loss_func, device, seed):
+        super(Updater, self).__init__(
+            iterator, optimizer, device=device,
+            loss_func=loss_func and self._guarded(loss_func))
+        self._seed = seed
+
+    def update_core(self):
+        device_lib.reseed_noise(self.device, self._seed, self.iteration)
+        super(Updater, self).update_core()
+
+    def _guarded(self, loss_func):
+        @functools.wraps(loss_func)
+        def guarded(*args):
+            loss = loss_func(*args)
+            value = float(loss.array)
+            if not math.isfinite(value):
+                iterator = self.get_iterator('main')
+                # the batch that ends an epoch belongs to it
+                epoch = iterator.epoch + (0 if iterator.is_new_epoch else 1)
+                raise NonFiniteLossError(
+                    'non-finite loss (%r) at iteration %d (epoch %d); '
+                    'training stopped before this update'
+                    % (value, self.iteration + 1, epoch))
+            return loss
+        return guarded
