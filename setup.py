@@ -6,6 +6,14 @@ Install through the Makefile (``make venv``), which applies a file of
 """
 from setuptools import find_packages, setup
 
+# scripts/export_onnx.py: Chainer's own exporter (onnx_chainer, inside the
+# chainer package) reads onnx.mapping, which onnx 1.18 is the last to have;
+# both wheels install for Python 3.11 and run on NumPy 1.26 and 2.
+ONNX = ["onnx==1.18.0", "onnxruntime==1.32.0"]
+# The explorer page's browser tests and its screenshot drive Debian's
+# chromium through chromedriver (given by path: Selenium downloads nothing).
+WEB = ["selenium>=4.11"]
+
 setup(
     name="chainer-vae",
     version="0.1.0",
@@ -13,6 +21,8 @@ setup(
                 "'Variational Autoencoder徹底解説' (Qiita, 2017)",
     license="MIT",
     packages=find_packages(include=["vae", "vae.*"]),
+    # the explorer page's template, style and script (vae/web.py)
+    package_data={"vae": ["web_assets/*"]},
     python_requires=">=3.9",
     install_requires=[
         "chainer==7.8.1",
@@ -32,6 +42,9 @@ setup(
         # from source)
         "gpu-cuda12": ["cupy-cuda12x"],
         "gpu-cuda13": ["cupy-cuda13x"],
-        "test": ["pytest>=7", "scipy", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6"],
+        "onnx": ONNX,
+        "web": WEB,
+        "test": ["pytest>=7", "scipy", "nbclient>=0.7", "nbformat>=5",
+                 "ipykernel>=6"] + ONNX + WEB,
     },
 )
