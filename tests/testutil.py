@@ -1,6 +1,9 @@
 """Helpers shared by the test files."""
 import importlib.util
+import os
 import pathlib
+
+import pytest
 
 SCRIPTS = pathlib.Path(__file__).resolve().parent.parent / 'scripts'
 
@@ -37,3 +40,14 @@ def interrupt_at(monkeypatch, iteration):
         original(self)
 
     monkeypatch.setattr(training.GuardedUpdater, 'update_core', interrupted)
+
+
+def unavailable(message):
+    """Skip the test for want of an optional tool, or fail under CI.
+
+    CI (``$CI`` set) installs every tool the suite needs (``.ci/run``), so
+    there a missing one is an error, as the MNIST fixture treats the data.
+    """
+    if os.environ.get('CI'):
+        pytest.fail(message)
+    pytest.skip(message)

@@ -279,7 +279,9 @@ def render_page(data):
     sizes = '%d-%d-%d-%d' % (model['n_in'], model['n_h'], model['n_h'],
                              model['n_latent'])
     fields = {
-        'CSP': html.escape(content_security_policy(style, script)),
+        # in a double-quoted attribute: its single quotes stay as they are
+        'CSP': html.escape(content_security_policy(style, script),
+                           quote=False).replace('"', '&quot;'),
         'TITLE': html.escape('VAE latent space explorer (%s)' % sizes),
         'CSS': style,
         'DATA': _json_for_script(data),

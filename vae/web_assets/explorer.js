@@ -297,13 +297,14 @@
       b.lineWidth = 1;
       b.fillStyle = '#55575e';
       b.font = '12px system-ui, sans-serif';
-      for (var v = Math.ceil(-R); v <= Math.floor(R); v++) {
+      var tick = R > 6 ? 2 : 1;
+      for (var v = tick * Math.ceil(-R / tick); v <= R; v += tick) {
         var p = toPixel(v, v);
         b.beginPath();
         b.moveTo(p[0], 0); b.lineTo(p[0], size);
         b.moveTo(0, p[1]); b.lineTo(size, p[1]);
         b.stroke();
-        if (v !== Math.ceil(-R) && v !== Math.floor(R)) {
+        if (Math.abs(v) < R - 0.25 * tick) {  // not on the border
           b.fillText(String(v), p[0] + 3, size - 4);
           b.fillText(String(v), 3, p[1] - 3);
         }
