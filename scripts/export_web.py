@@ -43,13 +43,10 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    problem = cli.out_folder_problem(args.out)
+    if problem:
+        sys.exit('error: %s' % problem)
     out = os.path.abspath(args.out)
-    parent = os.path.dirname(out)
-    if not os.path.isdir(parent):
-        sys.exit('error: the parent folder of --out does not exist: %s'
-                 % parent)
-    if os.path.exists(out) and not os.path.isdir(out):
-        sys.exit('error: --out is a file, not a folder: %s' % out)
     try:
         model = load_model(args.model)
         if model.n_in != figures.SIDE ** 2:

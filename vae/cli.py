@@ -1,5 +1,6 @@
 """Command-line arguments that several scripts share, defined once."""
 import argparse
+import os
 
 
 def positive_int(text):
@@ -32,3 +33,17 @@ def add_data_dir_argument(parser):
     parser.add_argument('--data-dir',
                         help='folder with the four MNIST IDX files (gzipped '
                         'or not); default: cache, then download')
+
+
+def out_folder_problem(path):
+    """Why ``path`` cannot be (made) an output folder, or ``None``.
+
+    Its parent must exist: a mistyped path is refused rather than made.
+    """
+    path = os.path.abspath(path)
+    if not os.path.isdir(os.path.dirname(path)):
+        return 'the parent folder of --out does not exist: %s' % (
+            os.path.dirname(path))
+    if os.path.exists(path) and not os.path.isdir(path):
+        return '--out is a file, not a folder: %s' % path
+    return None
