@@ -2,7 +2,7 @@
 """Write the latent space explorer of a model: one self-contained page.
 
     python scripts/export_web.py --model result/z2/model.npz --out site/
-    python scripts/export_web.py --model result/model.npz --out site/ --dtype float32
+    python scripts/export_web.py -m result/model.npz -o site/ --dtype float32
 
 --out/index.html opens from disk in any browser: no server, no network. It
 holds the decoder's weights and runs the decoder in JavaScript exactly as
@@ -13,8 +13,9 @@ prior, the interpolation between the first test images of two digits, and
 300 test images beside their reconstructions.
 
 --dtype float16 (the default) halves the page; the largest change of a
-decoded pixel it brings, measured over the page's z, is printed and stated
-on the page. --dtype float32 embeds the weights unrounded.
+decoded pixel it brings, measured over the z the page shows (its test codes,
+samples of the prior and of the sliders' range, the map), is printed and
+stated on the page. --dtype float32 embeds the weights unrounded.
 """
 import argparse
 import os
@@ -66,8 +67,8 @@ def main(argv=None):
     print('wrote %s (%.2f MB; %d-D latent, decoder weights %s)'
           % (path, size / 1e6, model.n_latent, args.dtype))
     if error is not None:
-        print('float16 weights change a decoded pixel by at most %.2e '
-              '(largest over %d decodes, against float32)'
+        print('float16 weights changed a decoded pixel by at most %.2e '
+              'against float32, over %d decodes of the z the page shows'
               % (error, n_probes))
     return 0
 

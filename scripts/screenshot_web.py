@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Screenshot an explorer page (from scripts/export_web.py) in headless Chromium.
+"""Screenshot an explorer page (of scripts/export_web.py) in headless Chromium.
 
     python scripts/screenshot_web.py --page docs/explorer/z2/index.html \\
         --out docs/figures/explorer.png

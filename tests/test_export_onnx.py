@@ -100,7 +100,8 @@ def test_decoder_matches_chainer_on_their_means(exported, model, images):
     (encoded, _) = session(exported[0] / 'encoder.onnx').run(
         None, {'x': images})
     (rebuilt,) = sess.run(None, {'z': encoded})
-    numpy.testing.assert_allclose(rebuilt, inference.reconstruct(model, images),
+    numpy.testing.assert_allclose(rebuilt,
+                                  inference.reconstruct(model, images),
                                   rtol=0, atol=1e-5)
 
 

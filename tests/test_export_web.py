@@ -217,6 +217,19 @@ def test_float16_error_is_that_of_rounded_weights(model2d):
     assert 0 < expected < 1e-3
 
 
+def test_probe_latents_are_the_z_a_page_shows():
+    means = [numpy.zeros((5, 2)), numpy.ones((3, 2))]
+    z = web.probe_latents(means, 4.0)  # (5 + 3 + 1000 + 1000 + 625, 2)
+    assert z.shape == (2633, 2) and z.dtype == numpy.float32
+    numpy.testing.assert_array_equal(z[5:8], 1.0)
+    prior = z[8:1008]
+    assert abs(prior.std() - 1) < 0.1 and abs(prior.mean()) < 0.1
+    box = z[1008:2008]
+    assert 3.5 < numpy.abs(box).max() <= 4.0
+    numpy.testing.assert_array_equal(z[-625:], figures.latent_grid())
+    assert web.probe_latents([numpy.zeros((5, 20))], 3.0).shape == (2005, 20)
+
+
 @pytest.mark.parametrize('make, message', [
     (lambda d: (d / 'text.npz').write_text('not a model') and d / 'text.npz',
      'is not a readable .npz model file'),
@@ -226,7 +239,8 @@ def test_float16_error_is_that_of_rounded_weights(model2d):
 def test_bad_model_file_is_a_one_line_error(tmp_path, make, message):
     path = make(tmp_path)
     with pytest.raises(SystemExit) as e:
-        export_web.main(['--model', str(path), '--out', str(tmp_path / 'site')])
+        export_web.main(['--model', str(path), '--out',
+                         str(tmp_path / 'site')])
     text = str(e.value.code)
     assert text.startswith('error: ') and message in text
     assert '\n' not in text
@@ -444,7 +458,8 @@ def test_3d_page_has_sliders_and_the_prior_instead_of_a_plane(driver, page3d,
     load(driver, page3d[0])
     assert not driver.find_element('id', 'plane-box').is_displayed()
     assert not driver.find_element('id', 'plane-controls').is_displayed()
-    sliders = driver.find_elements('css selector', '#sliders input[type=range]')
+    sliders = driver.find_elements('css selector',
+                                   '#sliders input[type=range]')
     assert [s.get_attribute('id') for s in sliders] == ['z1', 'z2', 'z3']
     labels = driver.find_elements('css selector', '#sliders label')
     assert [(lb.get_attribute('for'), lb.text) for lb in labels] == [

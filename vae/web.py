@@ -53,8 +53,9 @@ MAP_EXTENT = (-2.0, 2.0)
 T_STEPS = 80
 #: Default ends of the interpolation (the article's 0 -> 7).
 START_DIGIT, END_DIGIT = 0, 7
-#: Prior samples among the z over which the float16 error is measured.
-N_PRIOR_PROBES = 1000
+#: Samples of the prior, and uniform samples of the sliders' box, among the
+#: z over which the float16 error is measured.
+N_PRIOR_PROBES = N_UNIFORM_PROBES = 1000
 #: Slider range of a latent dimension (+-) for models of more than 2-D,
 #: widened to hold every embedded latent mean.
 SLIDER_EXTENT = 3.0
@@ -124,20 +125,22 @@ def encode_array(array, dtype):
     return base64.b64encode(little.tobytes()).decode('ascii')
 
 
-def probe_latents(n_latent, latent_means, seed=0):
+def probe_latents(latent_means, extent, seed=0):
     """The z over which :func:`float16_error` is measured.
 
-    The map's grid (2-D models), the embedded latent means, and
-    :data:`N_PRIOR_PROBES` samples of the prior: the z the page decodes
-    most. (N, n_latent) float32.
+    The z a page decodes: the embedded latent means, :data:`N_PRIOR_PROBES`
+    samples of the prior (its button), :data:`N_UNIFORM_PROBES` uniform
+    samples of the box [-extent, extent]^n the sliders (and the plane) span,
+    and for a 2-D model the map's grid. (N, n_latent) float32.
     """
+    n_latent = latent_means[0].shape[1]
     rng = numpy.random.RandomState(seed)
     parts = [numpy.asarray(m, dtype=numpy.float32) for m in latent_means]
-    parts.append(rng.standard_normal((N_PRIOR_PROBES, n_latent))
-                 .astype(numpy.float32))
+    parts.append(rng.standard_normal((N_PRIOR_PROBES, n_latent)))
+    parts.append(rng.uniform(-extent, extent, (N_UNIFORM_PROBES, n_latent)))
     if n_latent == 2:
         parts.append(figures.latent_grid(MAP_TILES, MAP_EXTENT))
-    return numpy.concatenate(parts)
+    return numpy.concatenate(parts).astype(numpy.float32)
 
 
 def with_float16_decoder(model):
@@ -192,6 +195,22 @@ def plane_extent(scatter_mu):
     return float(numpy.ceil(reach * 1.05 * 2) / 2)
 
 
+def slider_extent(data):
+    """Half-width of every z slider's range: the plane's for a 2-D model,
+    else :data:`SLIDER_EXTENT` widened to hold every embedded mean."""
+    if data.scatter_mu is not None:
+        return plane_extent(data.scatter_mu)
+    reach = max(float(numpy.abs(m).max()) for m in (data.mu, data.digit_mu))
+    return float(max(SLIDER_EXTENT, numpy.ceil(reach)))
+
+
+def _latent_means(data):
+    means = [data.mu, data.digit_mu]
+    if data.scatter_mu is not None:
+        means.append(data.scatter_mu)
+    return means
+
+
 def page_data(model, data, dtype='float16', error=None, n_probes=None,
               title=None):
     """Everything the page's script reads, as a JSON-ready dict.
@@ -212,7 +231,6 @@ def page_data(model, data, dtype='float16', error=None, n_probes=None,
     layers = [{'shape': list(W.shape), 'W': encode_array(W, dtype),
                'b': encode_array(b, dtype)}
               for W, b in decoder_layers(model)]
-    latent_means = [data.mu, data.digit_mu]
     result = {
         'model': {'n_in': model.n_in, 'n_latent': model.n_latent,
                   'n_h': model.n_h, 'activation': model.activation,
@@ -231,20 +249,14 @@ def page_data(model, data, dtype='float16', error=None, n_probes=None,
         'interpolation': {'start': START_DIGIT, 'end': END_DIGIT,
                           'steps': T_STEPS},
     }
+    result['slider_extent'] = slider_extent(data)
     if model.n_latent == 2:
-        extent = plane_extent(data.scatter_mu)
-        latent_means.append(data.scatter_mu)
         result['plane'] = {
-            'extent': extent,
+            'extent': result['slider_extent'],
             'count': len(data.scatter_mu),
             'mu': encode_array(data.scatter_mu, 'float32'),
             'labels': encode_array(data.scatter_labels, 'uint8'),
             'map': {'tiles': MAP_TILES, 'extent': list(MAP_EXTENT)}}
-        result['slider_extent'] = extent
-    else:
-        reach = max(float(numpy.abs(m).max()) for m in latent_means)
-        result['slider_extent'] = float(max(SLIDER_EXTENT,
-                                            numpy.ceil(reach)))
     return result
 
 
@@ -308,10 +320,7 @@ def build_page(model, images, labels, dtype='float16', title=None):
     data = collect(model, images, labels)
     error = n_probes = None
     if dtype == 'float16':
-        means = [data.mu, data.digit_mu]
-        if data.scatter_mu is not None:
-            means.append(data.scatter_mu)
-        z = probe_latents(model.n_latent, means)
+        z = probe_latents(_latent_means(data), slider_extent(data))
         error, n_probes = float16_error(model, z), len(z)
     page = page_data(model, data, dtype, error, n_probes, title)
     return render_page(page), error, n_probes

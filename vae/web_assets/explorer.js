@@ -458,10 +458,11 @@
     var text = 'Decoder weights stored as ' + w.dtype + ' and run here in ' +
       'JavaScript (float64 arithmetic). ';
     if (w.dtype === 'float16') {
-      text += 'Rounding them to float16 changes a decoded pixel by at most ' +
-        w.max_error.toExponential(1) + ' against the float32 model, ' +
-        'measured over ' + w.n_probes + ' decodes (the embedded test ' +
-        'codes, prior samples' + (L === 2 ? ', the map' : '') + ').';
+      text += 'Rounding them to float16 changed a decoded pixel by at most ' +
+        w.max_error.toExponential(1) + ' against the float32 model over ' +
+        w.n_probes + ' decodes of the z this page shows (the embedded ' +
+        'test codes, samples of the prior and of the sliders\u2019 range' +
+        (L === 2 ? ', the map' : '') + '), measured when it was made.';
     } else {
       text += 'They are the model\u2019s float32 weights, unrounded.';
     }
