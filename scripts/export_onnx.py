@@ -20,11 +20,8 @@ from vae.serialization import ModelFileError, load_model
 def build_parser():
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument('--model', '-m', required=True,
-                   help='model file written by scripts/train.py')
-    p.add_argument('--out', '-o', required=True,
-                   help='output folder (made if missing; its parent must '
-                   'exist)')
+    cli.add_model_argument(p)
+    cli.add_out_folder_argument(p)
     p.add_argument('--logits', action='store_true',
                    help='the decoder outputs logits, not Bernoulli means')
     p.add_argument('--opset', type=int, default=onnx_export.OPSET,
@@ -35,10 +32,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    problem = cli.out_folder_problem(args.out)
-    if problem:
-        sys.exit('error: %s' % problem)
-    out = os.path.abspath(args.out)
+    out = cli.out_folder(args.out)
     try:
         model = load_model(args.model)
         os.makedirs(out, exist_ok=True)

@@ -28,11 +28,8 @@ from vae.serialization import ModelFileError, atomic_write_text, load_model
 def build_parser():
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument('--model', '-m', required=True,
-                   help='model file written by scripts/train.py')
-    p.add_argument('--out', '-o', required=True,
-                   help='output folder (made if missing; its parent must '
-                   'exist); the page is OUT/%s' % web.PAGE)
+    cli.add_model_argument(p)
+    cli.add_out_folder_argument(p, '; the page is OUT/%s' % web.PAGE)
     cli.add_data_dir_argument(p)
     p.add_argument('--dtype', choices=web.DTYPES, default='float16',
                    help='storage of the decoder weights (default '
@@ -44,10 +41,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    problem = cli.out_folder_problem(args.out)
-    if problem:
-        sys.exit('error: %s' % problem)
-    out = os.path.abspath(args.out)
+    out = cli.out_folder(args.out)
     try:
         model = load_model(args.model)
         if model.n_in != figures.SIDE ** 2:

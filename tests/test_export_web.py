@@ -21,7 +21,8 @@ import numpy
 import pytest
 from PIL import Image
 
-from testutil import load_script, unavailable
+from testutil import (BAD_MODEL_FILES, assert_one_line_error, load_script,
+                      unavailable)
 from test_figures import N_TRAIN, train_tiny
 from vae import browser, figures, inference, web
 from vae.net import ACTIVATIONS, VAE
@@ -230,20 +231,13 @@ def test_probe_latents_are_the_z_a_page_shows():
     assert web.probe_latents([numpy.zeros((5, 20))], 3.0).shape == (2005, 20)
 
 
-@pytest.mark.parametrize('make, message', [
-    (lambda d: (d / 'text.npz').write_text('not a model') and d / 'text.npz',
-     'is not a readable .npz model file'),
-    (lambda d: numpy.savez(d / 'bare.npz', w=numpy.zeros(3)) or d / 'bare.npz',
-     'is not a chainer-vae model file'),
-])
+@pytest.mark.parametrize('make, message', BAD_MODEL_FILES)
 def test_bad_model_file_is_a_one_line_error(tmp_path, make, message):
     path = make(tmp_path)
     with pytest.raises(SystemExit) as e:
         export_web.main(['--model', str(path), '--out',
                          str(tmp_path / 'site')])
-    text = str(e.value.code)
-    assert text.startswith('error: ') and message in text
-    assert '\n' not in text
+    assert_one_line_error(e, message)
     assert not (tmp_path / 'site').exists()
 
 

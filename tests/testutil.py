@@ -3,6 +3,7 @@ import importlib.util
 import os
 import pathlib
 
+import numpy
 import pytest
 
 SCRIPTS = pathlib.Path(__file__).resolve().parent.parent / 'scripts'
@@ -40,6 +41,24 @@ def interrupt_at(monkeypatch, iteration):
         original(self)
 
     monkeypatch.setattr(training.GuardedUpdater, 'update_core', interrupted)
+
+
+#: ``(make, message)``: ``make(folder)`` writes a bad model file there and
+#: returns its path; every script refuses it with ``message`` in one line.
+BAD_MODEL_FILES = [
+    (lambda d: d / 'missing.npz', 'model file not found'),
+    (lambda d: (d / 'text.npz').write_text('not a model') and d / 'text.npz',
+     'is not a readable .npz model file'),
+    (lambda d: numpy.savez(d / 'bare.npz', w=numpy.zeros(3)) or d / 'bare.npz',
+     'is not a chainer-vae model file'),
+]
+
+
+def assert_one_line_error(excinfo, message):
+    """A ``SystemExit`` whose text is one line, 'error: ...message...'."""
+    text = str(excinfo.value.code)
+    assert text.startswith('error: ') and message in text, text
+    assert '\n' not in text
 
 
 def unavailable(message):

@@ -1,6 +1,7 @@
 """Command-line arguments that several scripts share, defined once."""
 import argparse
 import os
+import sys
 
 
 def positive_int(text):
@@ -35,6 +36,19 @@ def add_data_dir_argument(parser):
                         'or not); default: cache, then download')
 
 
+def add_model_argument(parser):
+    """``--model/-m``: a model file, required."""
+    parser.add_argument('--model', '-m', required=True,
+                        help='model file written by scripts/train.py')
+
+
+def add_out_folder_argument(parser, note=''):
+    """``--out/-o``: a required output folder (see :func:`out_folder`)."""
+    parser.add_argument('--out', '-o', required=True,
+                        help='output folder (made if missing; its parent '
+                        'must exist)' + note)
+
+
 def out_folder_problem(path):
     """Why ``path`` cannot be (made) an output folder, or ``None``.
 
@@ -47,3 +61,12 @@ def out_folder_problem(path):
     if os.path.exists(path) and not os.path.isdir(path):
         return '--out is a file, not a folder: %s' % path
     return None
+
+
+def out_folder(path):
+    """The absolute path of an ``--out`` folder, or exit with a one-line
+    error (before anything is read or written) where it cannot be one."""
+    problem = out_folder_problem(path)
+    if problem:
+        sys.exit('error: %s' % problem)
+    return os.path.abspath(path)
