@@ -8,7 +8,8 @@ from setuptools import find_packages, setup
 
 # scripts/export_onnx.py: Chainer's own exporter (onnx_chainer, inside the
 # chainer package) reads onnx.mapping, which onnx 1.18 is the last to have;
-# both wheels install for Python 3.11 and run on NumPy 1.26 and 2.
+# both wheels install for Python 3.11 and 3.12 and run on NumPy 1.26 and 2
+# (onnxruntime 1.32 needs Python >= 3.11).
 ONNX = ["onnx==1.18.0", "onnxruntime==1.32.0"]
 # The explorer page's browser tests and its screenshot drive Debian's
 # chromium through chromedriver (given by path: Selenium downloads nothing).
