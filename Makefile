@@ -15,8 +15,8 @@ PYTEST_ARGS ?=
 data_flag := $(if $(DATA_DIR),--data-dir $(DATA_DIR),)
 PY := .venv/bin/python
 
-.PHONY: venv run train figures article readme-figures test test-numpy1 \
-        test-numpy2 gpu-check clean
+.PHONY: venv run train figures explorer article readme-figures test \
+        test-numpy1 test-numpy2 gpu-check clean
 
 # $(1): venv folder, $(2): constraints file, $(3): extra requirements.
 # PIP_CONSTRAINT also reaches the isolated environment in which pip builds
@@ -42,6 +42,10 @@ figures: .venv/.installed
 
 run: train figures
 
+# The latent space explorer of $(OUT)/model.npz: open $(OUT)/explorer/index.html.
+explorer: .venv/.installed
+	$(PY) scripts/export_web.py --model $(OUT)/model.npz --out $(OUT)/explorer $(data_flag)
+
 # The article's two published runs, then the figures shown in the README.
 article: .venv/.installed
 	$(PY) scripts/train.py --config configs/article_z20.json --out result/article_z20 $(data_flag) $(TRAIN_ARGS)
@@ -55,6 +59,10 @@ readme-figures: .venv/.installed
 	rm -rf docs/figures/z20/projector
 	$(PY) scripts/plot_swiss_roll.py --out docs/figures
 	cp result/article_z20/network.png docs/figures/network.png
+	mkdir -p docs/explorer
+	$(PY) scripts/export_web.py --model result/article_z2/model.npz --out docs/explorer/z2 $(data_flag)
+	$(PY) scripts/export_web.py --model result/article_z20/model.npz --out docs/explorer/z20 $(data_flag)
+	$(PY) scripts/screenshot_web.py --page docs/explorer/z2/index.html --out docs/figures/explorer.png
 
 test: test-numpy1 test-numpy2
 

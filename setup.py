@@ -6,6 +6,15 @@ Install through the Makefile (``make venv``), which applies a file of
 """
 from setuptools import find_packages, setup
 
+# scripts/export_onnx.py: Chainer's own exporter (onnx_chainer, inside the
+# chainer package) reads onnx.mapping, which onnx 1.18 is the last to have;
+# both wheels install for Python 3.11 and 3.12 and run on NumPy 1.26 and 2
+# (onnxruntime 1.32 needs Python >= 3.11).
+ONNX = ["onnx==1.18.0", "onnxruntime==1.32.0"]
+# The explorer page's browser tests and its screenshot drive Debian's
+# chromium through chromedriver (given by path: Selenium downloads nothing).
+WEB = ["selenium>=4.11"]
+
 setup(
     name="chainer-vae",
     version="0.1.0",
@@ -16,7 +25,8 @@ setup(
     # as vae/configs, where vae/config.py looks first
     packages=find_packages(include=["vae", "vae.*"]) + ["vae.configs"],
     package_dir={"vae.configs": "configs"},
-    package_data={"vae.configs": ["*.json"]},
+    # and the explorer page's template, style and script (vae/web.py)
+    package_data={"vae.configs": ["*.json"], "vae": ["web_assets/*"]},
     python_requires=">=3.9",
     install_requires=[
         "chainer==7.8.1",
@@ -39,8 +49,10 @@ setup(
         # vae/cuda_graph.py: cuBLAS through NVIDIA's bindings, which a CUDA
         # graph can capture (CuPy refuses its own cuBLAS calls then)
         "gpu-graph": ["nvmath-python>=1.0"],
+        "onnx": ONNX,
+        "web": WEB,
         # wheel: tests/test_install.py builds the package without network
         "test": ["pytest>=7", "scipy", "nbclient>=0.7", "nbformat>=5",
-                 "ipykernel>=6", "wheel"],
+                 "ipykernel>=6", "wheel"] + ONNX + WEB,
     },
 )

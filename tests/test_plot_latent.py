@@ -13,7 +13,7 @@ import numpy
 import pytest
 from PIL import Image
 
-from testutil import load_script
+from testutil import BAD_MODEL_FILES, assert_one_line_error, load_script
 # one_openmp_thread is an autouse fixture: importing it applies it here
 from test_figures import one_openmp_thread  # NOQA: F401
 from test_figures import N_TRAIN, gif_timeline, train_tiny
@@ -127,20 +127,12 @@ def test_bad_digit_is_refused_by_the_parser(model3d, capsys):
     assert 'invalid choice' in capsys.readouterr().err
 
 
-@pytest.mark.parametrize('make, message', [
-    (lambda d: d / 'missing.npz', 'model file not found'),
-    (lambda d: (d / 'text.npz').write_text('not a model') and d / 'text.npz',
-     'is not a readable .npz model file'),
-    (lambda d: numpy.savez(d / 'bare.npz', w=numpy.zeros(3)) or d / 'bare.npz',
-     'is not a chainer-vae model file'),
-])
+@pytest.mark.parametrize('make, message', BAD_MODEL_FILES)
 def test_bad_model_file_is_a_one_line_error(tmp_path, make, message):
     path = make(tmp_path)
     with pytest.raises(SystemExit) as e:
         plot_latent.main(['--model', str(path), '--no-progress'])
-    text = str(e.value.code)
-    assert text.startswith('error: ') and message in text
-    assert '\n' not in text
+    assert_one_line_error(e, message)
     assert not (tmp_path / 'figures').exists()
 
 

@@ -1,6 +1,10 @@
 """Helpers shared by the test files."""
 import importlib.util
+import os
 import pathlib
+
+import numpy
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / 'scripts'
@@ -40,3 +44,32 @@ def interrupt_at(monkeypatch, iteration, updater_class=None):
         original(self)
 
     monkeypatch.setattr(updater_class, 'update_core', interrupted)
+
+
+#: ``(make, message)``: ``make(folder)`` writes a bad model file there and
+#: returns its path; every script refuses it with ``message`` in one line.
+BAD_MODEL_FILES = [
+    (lambda d: d / 'missing.npz', 'model file not found'),
+    (lambda d: (d / 'text.npz').write_text('not a model') and d / 'text.npz',
+     'is not a readable .npz model file'),
+    (lambda d: numpy.savez(d / 'bare.npz', w=numpy.zeros(3)) or d / 'bare.npz',
+     'is not a chainer-vae model file'),
+]
+
+
+def assert_one_line_error(excinfo, message):
+    """A ``SystemExit`` whose text is one line, 'error: ...message...'."""
+    text = str(excinfo.value.code)
+    assert text.startswith('error: ') and message in text, text
+    assert '\n' not in text
+
+
+def unavailable(message):
+    """Skip the test for want of an optional tool, or fail under CI.
+
+    CI (``$CI`` set) installs every tool the suite needs (``.ci/run``), so
+    there a missing one is an error, as the MNIST fixture treats the data.
+    """
+    if os.environ.get('CI'):
+        pytest.fail(message)
+    pytest.skip(message)

@@ -1,5 +1,7 @@
 """Command-line arguments that several scripts share, defined once."""
 import argparse
+import os
+import sys
 
 
 def positive_int(text):
@@ -44,3 +46,33 @@ def add_model_arguments(parser):
                         help="hidden activation of an article's save_npz "
                         'file, which records none (default softplus, as its '
                         'published models); a model.npz records its own')
+
+
+def add_out_folder_argument(parser, note=''):
+    """``--out/-o``: a required output folder (see :func:`out_folder`)."""
+    parser.add_argument('--out', '-o', required=True,
+                        help='output folder (made if missing; its parent '
+                        'must exist)' + note)
+
+
+def out_folder_problem(path):
+    """Why ``path`` cannot be (made) an output folder, or ``None``.
+
+    Its parent must exist: a mistyped path is refused rather than made.
+    """
+    path = os.path.abspath(path)
+    if not os.path.isdir(os.path.dirname(path)):
+        return 'the parent folder of --out does not exist: %s' % (
+            os.path.dirname(path))
+    if os.path.exists(path) and not os.path.isdir(path):
+        return '--out is a file, not a folder: %s' % path
+    return None
+
+
+def out_folder(path):
+    """The absolute path of an ``--out`` folder, or exit with a one-line
+    error (before anything is read or written) where it cannot be one."""
+    problem = out_folder_problem(path)
+    if problem:
+        sys.exit('error: %s' % problem)
+    return os.path.abspath(path)
