@@ -15,8 +15,9 @@ PYTEST_ARGS ?=
 data_flag := $(if $(DATA_DIR),--data-dir $(DATA_DIR),)
 PY := .venv/bin/python
 
-.PHONY: venv run train figures explorer article readme-figures test \
-        test-numpy1 test-numpy2 gpu-check clean
+.PHONY: venv run train figures explorer article article-eval benchmark \
+        readme-figures readme-numbers test test-numpy1 test-numpy2 gpu-check \
+        clean
 
 # $(1): venv folder, $(2): constraints file, $(3): extra requirements.
 # PIP_CONSTRAINT also reaches the isolated environment in which pip builds
@@ -50,6 +51,18 @@ explorer: .venv/.installed
 article: .venv/.installed
 	$(PY) scripts/train.py --config configs/article_z20.json --out result/article_z20 $(data_flag) $(TRAIN_ARGS)
 	$(PY) scripts/train.py --config configs/article_z2.json --out result/article_z2 $(data_flag) $(TRAIN_ARGS)
+
+# Their evaluation on the whole test set (K = 5000: about 20 minutes each on
+# 2 cores), and the speed table; readme-numbers prints the README's tables.
+article-eval: .venv/.installed
+	$(PY) scripts/evaluate.py --model result/article_z20/model.npz $(data_flag)
+	$(PY) scripts/evaluate.py --model result/article_z2/model.npz $(data_flag)
+
+benchmark: .venv/.installed
+	$(PY) scripts/benchmark.py --json result/benchmark.json
+
+readme-numbers: .venv/.installed
+	$(PY) scripts/readme_numbers.py result
 
 readme-figures: .venv/.installed
 	$(PY) scripts/plot_latent.py --model result/article_z2/model.npz --out docs/figures/z2 $(data_flag) \
