@@ -468,3 +468,20 @@ def test_out_may_name_a_folder(tmp_path, mnist_dir):
         '--model', str(path), '--data-dir', mnist_dir, '--limit', '20',
         '--iw-samples', '0', '--out', str(folder), '--no-progress']) == 0
     assert (folder / 'evaluation_test.json').exists()
+
+
+def test_evaluate_encodes_the_data_once(model_1d, monkeypatch):
+    model, x = model_1d
+    batches = []
+    original = model.encode
+
+    def counted(xb):
+        batches.append(len(xb))
+        return original(xb)
+
+    monkeypatch.setattr(model, 'encode', counted)
+    x = numpy.resize(x, (250, x.shape[1]))  # (250, D), the images repeated
+    result = evaluation.evaluate(model, x, k=2, iw_samples=3,
+                                 batchsize=100, progress=False)
+    assert batches == [100, 100, 50]
+    assert result['n'] == 250

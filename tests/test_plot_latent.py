@@ -112,6 +112,17 @@ def test_only_start_and_end_name_the_interpolation(model3d, mnist_dir):
                                        'vae_3to8_dim_3.gif']
 
 
+def test_only_the_test_split_is_read(model3d, mnist_dir, tmp_path):
+    import shutil
+    for name in ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'):
+        shutil.copy(os.path.join(mnist_dir, name), tmp_path)
+    rc, _ = run_main(plot_latent, [
+        '--model', str(model3d), '--data-dir', str(tmp_path), '--out',
+        str(tmp_path / 'figs'), '--only', 'reconstruction', '--no-progress'])
+    assert rc == 0
+    assert os.listdir(tmp_path / 'figs') == ['compare_reconstruction.png']
+
+
 def test_prior_and_loss_need_no_mnist(model3d, tmp_path):
     out = tmp_path / 'prior'
     rc, _ = run_main(plot_latent, [

@@ -1,36 +1,22 @@
 """Evaluating a VAE: the ELBO, an importance-sampled log p(x), active units.
 
-Sources:
+- Kingma & Welling (2014), arXiv:1312.6114: ``ELBO(x) = E_q[log p(x|z)] -
+  KL(q(z|x) || p(z)) <= log p(x)`` (eq. 3), estimated with k reparameterized
+  samples and the KL in closed form (eq. 7, Appendix B).
+- Burda, Grosse & Salakhutdinov (2015), arXiv:1509.00519: ``log p(x) ~ log
+  (1/K) sum_j p(x|z_j) p(z_j) / q(z_j|x)``, z_j ~ q(z|x) (eq. 8), whose
+  expectation rises with K from the ELBO to log p(x) (Theorem 1; K = 5000
+  in their section 5); active units, the latent dimensions u with
+  Cov_x(E_q[u]) > 0.01 (section 5.2).
 
-- Kingma & Welling (2014), "Auto-Encoding Variational Bayes",
-  arXiv:1312.6114: the evidence lower bound (their eq. 3)
-  ``ELBO(x) = E_q(z|x)[log p(x|z)] - KL(q(z|x) || p(z)) <= log p(x)``, its
-  k-sample reparameterized estimate with the KL in closed form (eq. 7 and
-  Appendix B).
-- Burda, Grosse & Salakhutdinov (2015), "Importance Weighted
-  Autoencoders", arXiv:1509.00519: the K-sample bound (their eq. 8), used
-  with K = 5000 as an estimate of the test log-likelihood (section 5)
+On continuous pixels, as the article trains, the Bernoulli "log p(x|z)" is a
+negative cross-entropy, not a normalized density: such numbers compare only
+with others computed the same way, not with binarized-MNIST figures.
 
-      log p(x) ~ log (1/K) sum_j w_j,   w_j = p(x|z_j) p(z_j) / q(z_j|x),
-      z_j ~ q(z|x),
-
-  whose expectation rises with K from the ELBO (K = 1) to log p(x)
-  (their Theorem 1); and the number of active units (section 5.2), the latent
-  dimensions u with Cov_x(E_q(u|x)[u]) > 0.01.
-
-The model is the article's: q(z|x) = N(mu, diag(exp(ln_var))), p(z) = N(0, I)
-and a Bernoulli p(x|z) with logits ``model.decode(z, sigmoid=False)``. As the
-article's loss does, :func:`log_bernoulli` also scores continuous pixels in
-[0, 1]; for such x it is the negative cross-entropy, not the log of a
-normalized density, so a "log-likelihood" of continuous MNIST is comparable
-only with others computed the same way, not with binarized-MNIST figures.
-
-Noise: z is drawn from the generator of the model's device
-(:func:`vae.device.standard_normal`) and passed through
-:func:`chainer.functions.gaussian`, as in the training loss: seed it with
-:func:`vae.device.seed`. With the same seed, the same data and the same
-``batchsize``, :func:`elbo` then sees the noise the training loss
-(``model.get_loss_func(C=1, k=k)``) would see.
+The noise is the training loss's: drawn from the model's device generator
+(:func:`vae.device.standard_normal`; seed it with :func:`vae.device.seed`),
+through ``F.gaussian``; with the same seed, data and ``batchsize``,
+:func:`elbo` sees the noise ``model.get_loss_func(C=1, k=k)`` would.
 """
 import math
 import time
@@ -56,50 +42,22 @@ DEFAULT_BATCHSIZE = 100
 ACTIVE_UNIT_THRESHOLD = 0.01
 
 def log_bernoulli(x, logits):
-    """log p(x|z) of a Bernoulli decoder, summed over the last axis.
-
-    ``-sum_d bernoulli_nll(x_d, l_d)`` (:func:`vae.elbo.bernoulli_nll`),
-    which no large logit overflows.
-
-    Args:
-        x: Pixels in [0, 1], shape (..., D); broadcast against ``logits``.
-        logits: Logits of the Bernoulli means, shape (..., D).
-
-    Returns:
-        Array of shape (...), in the dtype of ``logits``.
-    """
+    """log p(x|z) of a Bernoulli decoder: (..., D) logits, and pixels
+    broadcast against them, -> (...) (:func:`vae.elbo.bernoulli_nll`)."""
     return -terms.bernoulli_nll(x, logits).sum(axis=-1)
 
 
 def kl_standard_normal(mu, ln_var):
-    """KL(N(mu, diag(exp(ln_var))) || N(0, I)) per row, in closed form
-    (:func:`vae.elbo.gaussian_kl` summed over the last axis).
-
-    Args:
-        mu, ln_var: Shape (..., L); ``ln_var`` is log(sigma**2).
-
-    Returns:
-        Array of shape (...).
-    """
+    """KL(N(mu, diag(exp(ln_var))) || N(0, I)) in closed form: (..., L)
+    -> (...) (:func:`vae.elbo.gaussian_kl`)."""
     return terms.gaussian_kl(mu, ln_var).sum(axis=-1)
 
 
 def sample_q(model, mu, ln_var, n):
-    """``n`` reparameterized draws of z ~ q(z|x) per row.
-
-    The noise comes from the generator of the model's device, drawn
-    sample-major as the training loss draws it: ``n`` draws here are the
-    ones ``get_loss_func(k=n)`` makes on the same batch, and consecutive
-    calls continue one stream.
-
-    Args:
-        model (vae.net.VAE): The model whose device draws the noise.
-        mu, ln_var: Parameters of q, shape (B, L) each (arrays).
-        n (int): Samples per row.
-
-    Returns:
-        Array of shape (n, B, L), dtype of ``mu``.
-    """
+    """``n`` reparameterized draws of z ~ q(z|x) for each of the (B, L) rows
+    of ``mu`` and ``ln_var``: (n, B, L). Drawn sample-major, as
+    ``get_loss_func(k=n)`` draws them; consecutive calls continue one
+    stream."""
     xp = chainer.backend.get_array_module(mu)
     shape = (n,) + mu.shape  # (n, B, L)
     eps = device_lib.standard_normal(model.xp, shape, mu.dtype)
@@ -108,21 +66,11 @@ def sample_q(model, mu, ln_var, n):
 
 
 def log_importance_weights(model, x, mu, ln_var, n):
-    """Log importance weights log p(x|z) + log p(z) - log q(z|x), n per image.
-
-    The decoder runs in the model's dtype; the densities are evaluated in
-    float64 at the very (float32) z that was decoded, so that the prior and
-    proposal terms, which nearly cancel, lose no digits.
-
-    Args:
-        model (vae.net.VAE): The model, on the device of the arrays.
-        x: Images, shape (B, D), on the model's device.
-        mu, ln_var: ``model.encode(x)`` as arrays, shape (B, L) each.
-        n (int): Samples per image.
-
-    Returns:
-        float64 array of shape (n, B), on the model's device.
-    """
+    """log p(x|z) + log p(z) - log q(z|x) for ``n`` draws per image of the
+    (B, D) images ``x`` with encodings ``mu``, ``ln_var``: float64 (n, B), on
+    the model's device. The densities are evaluated in float64 at the very
+    float32 z that was decoded, so that the prior and proposal terms, which
+    nearly cancel, lose no digits."""
     batchsize, n_latent = mu.shape
     with inference_mode():
         z = sample_q(model, mu, ln_var, n)  # (n, B, L)
@@ -137,26 +85,11 @@ def log_importance_weights(model, x, mu, ln_var, n):
 
 
 def elbo(model, x, k=10, batchsize=DEFAULT_BATCHSIZE, encoded=None):
-    """The negative ELBO and its parts, averaged over the images.
-
-    The quantity of the training loss ``model.get_loss_func(C=1, k=k)``:
-    the reconstruction term -E_q[log p(x|z)] estimated with ``k``
-    reparameterized samples per image, plus the KL term in closed form.
-    With ``batchsize >= len(x)`` and the same seed it also uses the loss
-    function's noise (see the module docstring).
-
-    Args:
-        model (vae.net.VAE): The model (on any device).
-        x: Images, shape (N, D), NumPy or on the model's device.
-        k (int): Samples of z per image.
-        batchsize (int): Images per pass.
-        encoded: ``(mu, ln_var)`` of all of ``x`` (:func:`encode`), where
-            the caller has them.
-
-    Returns:
-        dict: ``loss`` (-ELBO), ``reconstr`` and ``kl``, in nats per image,
-        as floats.
-    """
+    """The negative ELBO of ``model.get_loss_func(C=1, k=k)`` over the
+    (N, D) images ``x``, in ``batchsize`` images a pass: a dict of floats,
+    ``loss``, ``reconstr`` and ``kl``, in nats per image. ``encoded`` is
+    ``(mu, ln_var)`` of all of ``x`` (:func:`encode`), where the caller has
+    it."""
     _check_positive(k=k, batchsize=batchsize)
     reconstr = kl = 0.0
     for xb, mu, ln_var in _encoded_batches(model, x, batchsize, encoded):
@@ -175,34 +108,18 @@ def elbo(model, x, k=10, batchsize=DEFAULT_BATCHSIZE, encoded=None):
 
 def log_likelihood(model, x, K=DEFAULT_IW_SAMPLES, chunk=DEFAULT_CHUNK,
                    batchsize=DEFAULT_BATCHSIZE, progress=True, encoded=None):
-    """Importance-sampled estimate of log p(x) for every image.
+    """The importance-sampled log p(x) of each of the (N, D) images ``x``
+    with ``K`` samples from q(z|x): float64 (N,), in nats.
 
-    Burda et al. (2015), eq. 8, with q(z|x) as the proposal:
-    ``logsumexp_j [log p(x|z_j) + log p(z_j) - log q(z_j|x)] - log K``.
-    Samples are decoded ``chunk`` at a time, so memory does not grow with
-    ``K``; the log-sum-exp runs on the CPU in float64 and adds the weights
-    one at a time in sample order (``numpy.logaddexp.accumulate``), so the
-    result does not depend on ``chunk``. On NumPy the noise does not either
-    (the chunks continue one stream), and where the BLAS gives a row the
-    same result in matrices of any height, the estimate is bitwise the same
-    for every ``chunk``; ``batchsize`` changes the noise.
-
-    The estimate is biased low by O(1/K), and where q(z|x) is narrower than
-    the posterior's tails the weights are heavy-tailed: rare draws then
-    overshoot by far more than the spread over a few runs suggests.
-
-    Args:
-        model (vae.net.VAE): The model (on any device).
-        x: Images, shape (N, D), NumPy or on the model's device.
-        K (int): Importance samples per image (1 gives an ELBO estimate).
-        chunk (int): Samples decoded per pass and image.
-        batchsize (int): Images per pass.
-        progress (bool): Show a progress bar (tqdm, on stderr).
-        encoded: As for :func:`elbo`.
-
-    Returns:
-        numpy.ndarray: float64, shape (N,), the estimates in nats.
-    """
+    Samples are decoded ``chunk`` per image at a time, so memory does not
+    grow with ``K``; the log-sum-exp runs on the CPU in float64, one weight
+    at a time in sample order, so the result does not depend on ``chunk``
+    (nor, on NumPy, does the noise: the chunks continue one stream);
+    ``batchsize`` changes the noise. The estimate is biased low by O(1/K);
+    where q(z|x) is narrower than the posterior's tails its weights are
+    heavy-tailed, and rare draws overshoot by more than the spread over a
+    few runs suggests. ``progress`` shows a bar; ``encoded`` is as for
+    :func:`elbo`."""
     _check_positive(K=K, chunk=chunk, batchsize=batchsize)
     chunk = min(chunk, K)
     estimates = []
@@ -223,18 +140,8 @@ def log_likelihood(model, x, K=DEFAULT_IW_SAMPLES, chunk=DEFAULT_CHUNK,
 
 
 def active_units(mu, threshold=ACTIVE_UNIT_THRESHOLD):
-    """Number of latent dimensions whose mean code varies over the data.
-
-    Burda et al. (2015), section 5.2: unit u is active when
-    ``Cov_x(E_q(u|x)[u]) > threshold``; E_q[z] is the encoder's ``mu``.
-
-    Args:
-        mu: Encoder means of a data set, shape (N, L).
-        threshold (float): Variance above which a unit counts as active.
-
-    Returns:
-        int
-    """
+    """How many of the L latent dimensions are active: those whose mean
+    code ``mu`` (N, L) varies over the data by more than ``threshold``."""
     xp = chainer.backend.get_array_module(mu)
     variance = xp.asarray(mu, dtype=numpy.float64).var(axis=0)  # (L,)
     return int((variance > threshold).sum())
