@@ -94,3 +94,16 @@ def test_the_check_catches_chainer_first(tmp_path):
     assert run.returncode != 0 and 'sctypes' in run.stderr
     names = imported_modules(ast.parse(bad.read_text()))
     assert names.index('chainer') < names.index('vae')
+
+
+def test_gpu_tests_collect_without_the_notebooks_packages():
+    # a GPU machine may lack nbformat and nbclient: `pytest -m gpu tests/`
+    # must still collect (test_notebook.py skips itself)
+    code = ('import sys; sys.modules["nbformat"] = None; '
+            'sys.modules["nbclient"] = None; import pytest; '
+            'sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", "-m", '
+            '"gpu", %r]))' % str(ROOT / 'tests' / 'test_notebook.py'))
+    run = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, cwd=str(ROOT))
+    assert run.returncode in (0, 5), run.stdout + run.stderr  # 5: none ran
+    assert 'error' not in run.stdout.lower(), run.stdout
