@@ -31,3 +31,11 @@ def mnist_dir():
 def mnist(mnist_dir):
     """``(train, test)`` of the real MNIST, loaded once per session."""
     return load_mnist(mnist_dir, progress=False)
+
+
+@pytest.fixture(scope='module')
+def small_mnist(mnist):
+    """``(train_images, test_images)``: 300 and 100 images, for runs of a
+    few dozen iterations."""
+    train, test = mnist
+    return train.images[:300], test.images[:100]

@@ -17,8 +17,7 @@ import numpy
 import pytest
 
 from standin import fake_nvmath, stand_in_gpu
-from testutil import interrupt_at
-from vae import config as config_lib
+from testutil import interrupt_at, tiny_config
 from vae import cuda_graph, fused, training, updater
 from vae import device as device_lib
 from vae.net import VAE
@@ -173,20 +172,14 @@ def test_the_fused_evaluation_loss_is_get_loss_funcs(gpu, images):
     assert values[1] == values[0]
 
 
-@pytest.fixture(scope='module')
-def images(mnist):
-    train, test = mnist
-    return train.images[:300], test.images[:60]
-
-
-def config(**overrides):
-    settings = dict(n_latent=3, n_h=16, epoch=3, batchsize=20, test=True)
-    settings.update(overrides)
-    return config_lib.resolve(overrides=settings)
+@pytest.fixture
+def images(small_mnist):
+    return small_mnist
 
 
 def train(out, images, device, **overrides):
-    return training.train(config(**overrides), str(out), images[0],
+    overrides.setdefault('batchsize', 20)  # 15 iterations an epoch
+    return training.train(tiny_config(**overrides), str(out), images[0],
                           images[1], device, progress=False)
 
 

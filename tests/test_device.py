@@ -14,8 +14,7 @@ import numpy
 import pytest
 
 from standin import PHILOX, DeviceArray, stand_in_gpu
-from testutil import interrupt_at, load_script
-from vae import config as config_lib
+from testutil import interrupt_at, load_script, tiny_config
 from vae import device as device_lib
 from vae import evaluation, inference, training
 from vae.net import VAE
@@ -28,16 +27,9 @@ def gpu(monkeypatch):
         yield device
 
 
-@pytest.fixture(scope='module')
-def images(mnist):
-    train, test = mnist
-    return train.images[:300], test.images[:100]
-
-
-def small_config(**overrides):
-    settings = dict(n_latent=3, n_h=16, epoch=3, batchsize=50, test=True)
-    settings.update(overrides)
-    return config_lib.resolve(overrides=settings)
+@pytest.fixture
+def images(small_mnist):
+    return small_mnist
 
 
 def params_of(model):
@@ -153,8 +145,8 @@ def test_evaluation_on_the_device_equals_the_cpus(gpu, images):
 
 def run_training(out, images, device, **overrides):
     train_x, test_x = images
-    return training.train(small_config(**overrides), str(out), train_x,
-                          test_x, device, progress=False)
+    return training.train(tiny_config(batchsize=50, **overrides), str(out),
+                          train_x, test_x, device, progress=False)
 
 
 def test_training_on_the_device_writes_a_model_the_cpu_loads(

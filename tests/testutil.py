@@ -10,6 +10,14 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / 'scripts'
 
 
+def tiny_config(**overrides):
+    """A resolved configuration of a tiny model (784-16-16-3, 3 epochs)."""
+    from vae import config
+    settings = dict(n_latent=3, n_h=16, epoch=3, test=True)
+    settings.update(overrides)
+    return config.resolve(overrides=settings)
+
+
 def load_script(name):
     """The module ``scripts/<name>.py`` (nothing in it runs at import)."""
     spec = importlib.util.spec_from_file_location(
