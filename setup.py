@@ -38,6 +38,8 @@ setup(
         "scikit-learn>=1.0",
         "Pillow>=9",
         "tqdm>=4.60",
+        # environment.json: the BLAS library and its thread count
+        "threadpoolctl>=3",
         # vae/fast.py: FlatAdam's one-pass update (0.60: NumPy 2, Python 3.12)
         "numba>=0.60",
     ],

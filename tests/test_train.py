@@ -275,3 +275,18 @@ def test_snapshots_are_kept_by_epoch_not_by_file_time(tmp_path, mnist_dir):
     assert sorted(p.name for p in out.iterdir()
                   if p.name.startswith('snapshot')) == [
         'snapshot_epoch_3', 'snapshot_epoch_4']
+
+
+def test_the_run_records_what_computed_it(tmp_path, mnist_dir):
+    import threadpoolctl
+    out = tmp_path / 'run'
+    run(out, mnist_dir, '-e', '1')
+    run(out, mnist_dir, '-e', '2')
+    first, second = json.loads((out / 'environment.json').read_text())
+    assert (first['from_epoch'], second['from_epoch']) == (0, 1)
+    blas = [i for i in threadpoolctl.threadpool_info()
+            if i['user_api'] == 'blas']
+    assert [b['num_threads'] for b in first['blas']] == [
+        b['num_threads'] for b in blas]
+    assert first['numpy'] == numpy.__version__
+    assert first['device'].startswith('CPU (')

@@ -178,6 +178,23 @@ def capture(device, stream, func):
     return lambda: graph.launch(stream)
 
 
+def environment(device):
+    """What computes a run, as a JSON-ready dict: the device, the versions,
+    and the BLAS library with its thread count. A CPU run is bit-for-bit
+    reproducible only with the same BLAS build, CPU kernel and number of
+    BLAS threads (OpenBLAS rounds a product differently on 1 thread than on
+    2)."""
+    import platform
+    import threadpoolctl
+    blas = [{key: info.get(key) for key in (
+        'internal_api', 'version', 'num_threads', 'architecture')}
+        for info in threadpoolctl.threadpool_info()
+        if info.get('user_api') == 'blas']
+    return {'device': describe(device), 'python': platform.python_version(),
+            'numpy': numpy.__version__, 'chainer': chainer.__version__,
+            'blas': blas}
+
+
 def describe(device, cpu_count=None):
     """The device in words: the CPU with its cores, or the GPU's name."""
     if is_cpu(device):

@@ -17,6 +17,7 @@ from vae import atomic
 
 MODEL_FILE = 'model.npz'
 CONFIG_FILE = 'config.json'
+ENVIRONMENT_FILE = 'environment.json'
 LOG_FILE = 'log'
 LOSS_PLOT = 'loss.png'
 GRAPH_DOT = 'cg.dot'

@@ -140,6 +140,7 @@ def train(config, out, train_data, test_data, device, resume=None,
                            progress)
         if snapshot is not None:
             resume_lib.load_snapshot(snapshot, trainer)
+        record_environment(out, device, trainer.updater.epoch)
         try:
             trainer.run(show_loop_exception_msg=False)
         except NonFiniteLossError as e:
@@ -151,6 +152,21 @@ def train(config, out, train_data, test_data, device, resume=None,
         serialization.save_model(os.path.join(out, run_folder.MODEL_FILE),
                                  model)
     return model
+
+
+def record_environment(out, device, epoch):
+    """Add what computes the run from ``epoch`` on to its
+    ``environment.json`` (a list: one entry per start or resume)."""
+    path = os.path.join(out, run_folder.ENVIRONMENT_FILE)
+    try:
+        with open(path) as f:
+            entries = json.load(f)
+        if not isinstance(entries, list):
+            entries = []
+    except (OSError, ValueError):
+        entries = []
+    entry = dict(device_lib.environment(device), from_epoch=epoch)
+    atomic.write_text(path, json.dumps(entries + [entry], indent=2) + '\n')
 
 
 def _trainer(config, out, model, train_data, test_data, device, progress):
