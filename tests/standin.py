@@ -39,7 +39,7 @@ class _Random(object):
     """``cupy.random``: a generator per device, apart from NumPy's."""
 
     def __init__(self):
-        self.state = self.RandomState(0)
+        self.state = self.RandomState(numpy.uint64(0))
         self.seeds = []  # every seed given, in order
 
     class RandomState(object):
@@ -48,6 +48,10 @@ class _Random(object):
             self.seed(seed)
 
         def seed(self, seed=None):
+            if seed is not None:  # as CuPy does (which refuses a Python
+                # int on NumPy 2, whose casting is no longer by value)
+                seed = int(numpy.asarray(seed).astype(numpy.uint64,
+                                                      casting='safe'))
             self._rs = numpy.random.RandomState(
                 None if seed is None else seed % 2 ** 32)
 

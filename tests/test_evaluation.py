@@ -15,7 +15,7 @@ import pytest
 from scipy import special, stats
 
 from testutil import gpu_available, load_script
-from vae import evaluation
+from vae import device as device_lib, evaluation
 from vae.net import VAE
 from vae.serialization import save_model
 
@@ -369,7 +369,7 @@ def test_gpu_estimates_agree_with_the_cpu(model_1d):
     model, x = model_1d
     gpu = model.copy(mode='copy')
     gpu.to_device('@cupy:0')
-    cupy.random.seed(0)
+    device_lib.seed(device_lib.get_device(0), 0)
     got = evaluation.log_likelihood(gpu, cupy.asarray(x), K=20000,
                                     chunk=5000, progress=False)
     sd = _iw_relative_sd(model, x, 20000, seed=1)

@@ -89,7 +89,15 @@ def seed(device, seed):
         xp = device.xp
         with chainer.using_device(device):  # CuPy keeps a generator per GPU
             xp.random.set_random_state(xp.random.RandomState(
-                seed, method=xp.cuda.curand.CURAND_RNG_PSEUDO_PHILOX4_32_10))
+                _seed_value(seed),
+                method=xp.cuda.curand.CURAND_RNG_PSEUDO_PHILOX4_32_10))
+
+
+def _seed_value(seed):
+    """A seed as CuPy's ``RandomState.seed`` takes it on NumPy 2 too: it
+    casts the seed to uint64 with ``casting='safe'``, which refuses the
+    int64 a Python int becomes."""
+    return numpy.uint64(seed)
 
 
 def iteration_seed(seed, iteration):
@@ -104,7 +112,7 @@ def reseed_noise(device, seed, iteration):
     seeded with ``seed``; on the CPU nothing (the snapshot holds NumPy's)."""
     if not is_cpu(device):
         with chainer.using_device(device):
-            device.xp.random.seed(iteration_seed(seed, iteration))
+            device.xp.random.seed(_seed_value(iteration_seed(seed, iteration)))
 
 
 def standard_normal(xp, shape, dtype):
