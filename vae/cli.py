@@ -44,3 +44,13 @@ def add_model_arguments(parser):
                         help="hidden activation of an article's save_npz "
                         'file, which records none (default softplus, as its '
                         'published models); a model.npz records its own')
+
+
+def add_communicator_argument(parser):
+    """``--communicator``: run as one of the processes of an MPI job."""
+    from vae.distributed import COMMUNICATORS
+    parser.add_argument('--communicator', choices=COMMUNICATORS,
+                        help='run as one rank of `mpiexec -n N ...` with '
+                        "this ChainerMN communicator (naive on CPUs; flat or "
+                        'pure_nccl between GPUs); needs the mpi extra (see '
+                        'README "Several processes"). Default: one process')

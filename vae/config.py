@@ -31,9 +31,12 @@ MODEL_KEYS = ('n_latent', 'n_h', 'activation')
 RESUMABLE_KEYS = ('epoch', 'snapshot_retain', 'fast')
 #: Names of the sizes in files written before they took the VAE's names.
 OLD_KEYS = {'dim_z': 'n_latent', 'n_hidden': 'n_h'}
+#: Keys added after runs were first recorded, with the value that every run
+#: recorded without them had: a run of one process before ``ranks`` existed.
+ABSENT_MEANS = {'ranks': 1}
 
 _AT_LEAST_ONE = ('n_latent', 'n_h', 'k', 'k_test', 'epoch', 'batchsize',
-                 'snapshot_retain')
+                 'snapshot_retain', 'ranks')
 
 
 class ConfigError(ValueError):
