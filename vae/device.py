@@ -107,6 +107,16 @@ def reseed_noise(device, seed, iteration):
             device.xp.random.seed(iteration_seed(seed, iteration))
 
 
+def reseed(device, seed):
+    """Restart the generator that ``device``'s noise comes from (NumPy's
+    on the CPU, the device's on a GPU) with ``seed`` (32 bits)."""
+    if is_cpu(device):
+        numpy.random.seed(seed)
+    else:
+        with chainer.using_device(device):
+            device.xp.random.seed(seed)
+
+
 def standard_normal(xp, shape, dtype):
     """Standard normal noise from the generator of ``xp``, as
     ``chainer.functions.gaussian`` draws it when given none."""

@@ -256,3 +256,40 @@ def share(dataset, comm, seed=None, rank_seed=None):
     if isinstance(dataset, DynamicBinarized):
         return DynamicBinarized(dataset.images[indices], seed=rank_seed)
     return dataset[indices]
+
+
+def evaluate(comm, model, x, seed, k, iw_samples, iw_chunk, batchsize,
+             progress=True):
+    """:func:`vae.evaluation.evaluate` of ``x``, its batches split over the
+    ranks (arguments as there).
+
+    ``chainermn.scatter_index`` gives each rank consecutive batches (shares
+    of at most one batch more than another, without repeats), each rank
+    evaluates its own with noise per batch from ``seed``, and rank 0
+    combines the shares in order (:func:`vae.evaluation.combine`): the same
+    numbers, to the last bit, as one process that evaluates ``x`` with that
+    seed, whatever the number of ranks.
+
+    Returns:
+        dict: The result on rank 0; ``None`` on the others.
+    """
+    import chainermn
+    from vae import evaluation
+    n_batches = -(-len(x) // batchsize)
+    first, end = chainermn.scatter_index(n_batches, comm,
+                                         force_equal_length=False)
+    part = x[first * batchsize:end * batchsize]
+    if len(part):
+        share = evaluation.evaluate_share(
+            model, part, k=k, iw_samples=iw_samples, iw_chunk=iw_chunk,
+            batchsize=batchsize, progress=progress, seed=seed,
+            first_batch=first)
+    else:  # more ranks than batches
+        share = {'elbo_sums': [], 'log_px': numpy.empty(0),
+                 'mu': numpy.empty((0, model.n_latent), numpy.float32),
+                 'seconds': {}}
+    shares = comm.gather_obj(share)
+    if comm.rank != 0:
+        return None
+    return evaluation.combine(shares, k=k, iw_samples=iw_samples,
+                              n_latent=model.n_latent)
