@@ -19,7 +19,9 @@ import numpy
 import pytest
 
 from testutil import ROOT, load_script
+from vae import device as device_lib
 from vae import distributed, evaluation
+from vae.net import VAE
 from vae.serialization import load_model
 
 MPIEXEC = pathlib.Path(sys.executable).parent / 'mpiexec'
@@ -264,3 +266,65 @@ def test_rank_seeds_differ_and_repeat():
     assert len(seeds) == 24
     assert all(0 <= s < 2 ** 32 for s in seeds)
     assert distributed.rank_seed(5, 1) == distributed.rank_seed(5, 1)
+
+
+# ------------------------------------------- in this process, without MPI
+
+def test_an_evaluation_in_parts_combines_to_the_whole(mnist):
+    numpy.random.seed(0)
+    model = VAE(784, 2, 8, 'softplus')
+    x = mnist[1].images[:250]  # batches of 100, 100 and 50
+    options = dict(k=3, iw_samples=20, iw_chunk=7, batchsize=100,
+                   progress=False, seed=7)
+    whole = evaluation.evaluate(model, x, **options)
+    shares = [evaluation.evaluate_share(model, x[:100], first_batch=0,
+                                        **options),
+              evaluation.evaluate_share(model, x[100:], first_batch=1,
+                                        **options)]
+    parts = evaluation.combine(shares, k=3, iw_samples=20, n_latent=2)
+    for key in ('n', 'neg_elbo', 'reconstr', 'kl', 'neg_log_likelihood',
+                'neg_log_likelihood_sem', 'active_units'):
+        assert parts[key] == whole[key], key
+    # the control: a part that forgets where it starts draws other noise
+    wrong = evaluation.evaluate_share(model, x[100:], **options)
+    assert wrong['elbo_sums'] != shares[1]['elbo_sums']
+
+
+def test_each_rank_of_a_machine_gets_its_own_gpu():
+    assert device_lib.device_spec(0, None, 1) == '@cupy:1'
+    assert device_lib.device_spec(2, None, 1) == '@cupy:3'
+    assert device_lib.device_spec(-1, None, 1) == '@numpy'
+    assert device_lib.device_spec(0, '@cupy:0', 1) == '@cupy:0'
+    assert device_lib.device_spec(0) == '@cupy:0'
+
+
+def test_without_a_communicator_one_process_decides_alone():
+    assert distributed.root_first(None, lambda: 5) == 5
+    assert distributed.agree(None, lambda: 6) == 6
+    assert distributed.any_rank(None, True) == [0]
+    assert distributed.any_rank(None, False) == []
+    assert (distributed.rank(None), distributed.size(None)) == (0, 1)
+    error = ValueError('bad')
+    assert distributed.exit_status(error, None) == 'error: bad'
+    with pytest.raises(ValueError, match='bad'):
+        distributed.agree(None, lambda: (_ for _ in ()).throw(error))
+    assert not hasattr(error, '_vae_raised_on_every_rank')
+
+
+def test_noise_per_batch_on_the_device_equals_the_cpus(monkeypatch, mnist):
+    from standin import stand_in_gpu
+    numpy.random.seed(0)
+    model = VAE(784, 2, 8, 'softplus')
+    x = mnist[1].images[:120]
+    options = dict(k=3, iw_samples=10, iw_chunk=4, batchsize=50,
+                   progress=False, seed=11)
+    expected = evaluation.evaluate(model, x, **options)
+    with stand_in_gpu(monkeypatch) as gpu:
+        model.to_device(gpu)
+        got = evaluation.evaluate(model, x, **options)
+        # the device's generator restarted before each batch of each part
+        assert gpu.xp.random.seeds == [
+            evaluation.batch_seed(11, part, batch)
+            for part in (0, 1) for batch in range(3)]
+    for key in ('neg_elbo', 'neg_log_likelihood', 'active_units'):
+        assert got[key] == expected[key], key
