@@ -10,6 +10,7 @@ under CI they fail.
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -151,11 +152,17 @@ def test_rank_0_alone_holds_the_folder_writes_and_prints(two_ranks):
 
 
 def test_resuming_needs_the_same_ranks_and_continues_exactly(
-        two_ranks, mpiexec, mnist_dir, tmp_path):
-    straight, _, _ = two_ranks
-    resumed = tmp_path / 'resumed'
-    assert train(mpiexec, resumed, mnist_dir, '-e', '1')[0] == 0
-    assert train(mpiexec, resumed, mnist_dir, '-e', '2')[0] == 0
+        mpiexec, mnist_dir, tmp_path):
+    # with dynamic binarization, each rank's share draws its own samples
+    straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
+    assert train(mpiexec, straight, mnist_dir, '-e', '2',
+                 '--binarize', 'dynamic')[0] == 0
+    # what a run stopped after epoch 1 leaves: its files but the last two
+    shutil.copytree(straight, resumed)
+    os.remove(resumed / 'snapshot_epoch_2')
+    os.remove(resumed / 'model.npz')
+    assert train(mpiexec, resumed, mnist_dir, '-e', '2',
+                 '--binarize', 'dynamic')[0] == 0
     a, b = load_model(straight / 'model.npz'), load_model(
         resumed / 'model.npz')
     for (name, p), (_, q) in zip(sorted(a.namedparams()),
@@ -169,7 +176,8 @@ def test_resuming_needs_the_same_ranks_and_continues_exactly(
         read_log(resumed))
 
     before = {p.name: p.read_bytes() for p in resumed.iterdir()}
-    one_process = SMALL[:-2] + ['--data-dir', mnist_dir, '-e', '3']
+    one_process = SMALL[:-2] + ['--data-dir', mnist_dir, '-e', '3',
+                                '--binarize', 'dynamic']
     with pytest.raises(SystemExit, match=r'error: .*resumed holds a run of '
                        r'other settings \(ranks=2 there, 1 now\)'):
         load_script('train').main(one_process + ['-o', str(resumed)])
@@ -180,7 +188,7 @@ def test_resuming_needs_the_same_ranks_and_continues_exactly(
             '--resume', str(resumed / 'snapshot_epoch_2')])
     # refused by rank 0's checks: every rank stops, with one message
     code, _, err, _ = train(mpiexec, resumed, mnist_dir, '-e', '3',
-                            '--seed', '1')
+                            '--binarize', 'dynamic', '--seed', '1')
     assert code == 1
     assert err.count('error: ') == 1
     assert 'other settings (seed=0 there, 1 now)' in err
@@ -201,12 +209,18 @@ def test_a_non_finite_loss_on_one_rank_stops_every_rank_together(
     assert not (tmp_path / 'run' / '.lock').exists()
 
 
-def test_data_missing_on_one_rank_stops_every_rank_together(
-        mpiexec, mnist_dir, tmp_path):
-    code, _, err, _ = train(mpiexec, tmp_path / 'run', mnist_dir,
-                            probes=tmp_path / 'p', fault='--fault=nodata@1')
+@pytest.mark.parametrize('fault,extra,message', [
+    ('--fault=nodata@1', [], 'error: rank 1: injected: MNIST not found here'),
+    (None, ['--communicator', 'flat'], 'error: --communicator flat works '
+     'between GPUs only (it exchanges the gradients in GPU memory, through '
+     'CuPy): give --gpu, or on the CPU use --communicator naive'),
+], ids=['data-missing-on-rank-1', 'flat-on-the-cpu'])
+def test_what_stops_a_rank_before_training_stops_every_rank_together(
+        mpiexec, mnist_dir, tmp_path, fault, extra, message):
+    code, _, err, _ = train(mpiexec, tmp_path / 'run', mnist_dir, *extra,
+                            probes=tmp_path / 'p', fault=fault)
     assert code == 1
-    assert err.strip() == ('error: rank 1: injected: MNIST not found here')
+    assert err.strip() == message  # once, from rank 0
     assert not (tmp_path / 'run').exists()
 
 
@@ -259,6 +273,22 @@ def test_two_ranks_evaluate_as_one_process(two_ranks, mpiexec, mnist_dir,
                                  iw_chunk=15, progress=False)
     assert abs(stream['neg_log_likelihood'] - two['neg_log_likelihood']) \
         > 1e-4
+
+
+def test_the_benchmark_times_steps_over_two_ranks(mpiexec, monkeypatch):
+    benchmark = load_script('benchmark')
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    monkeypatch.setattr(benchmark.os, 'cpu_count', lambda: 2)
+    result = benchmark.benchmark_ranks((2,), (20,), rounds=1, steps=2,
+                                       warmup=1)
+    (row,) = result['rows']
+    assert (row['ranks'], row['threads'], row['batch']) == (2, '1', 20)
+    assert row['samples_per_s'] == pytest.approx(40 / row['s_per_step'])
+    result['device'] = 'CPU'
+    table = benchmark.format_rank_table(result).splitlines()
+    assert table[1].split()[:4] == ['ranks', 'threads/rank', 'batch/rank',
+                                    'global']
+    assert table[2].split()[:4] == ['2', '1', '20', '40']
 
 
 def test_rank_seeds_differ_and_repeat():
