@@ -3,9 +3,13 @@
 
     python scripts/train.py --dim-z 20 --gpu 0
     python scripts/train.py --config configs/article_z2.json --out result/z2
+    mpiexec -n 2 python scripts/train.py --communicator naive --out result/n2
 
 Defaults come from configs/default.json; --config FILE overrides them and
-flags override both. Everything is written under --out (see README).
+flags override both. Everything is written under --out (see README). Under
+mpiexec with --communicator, each of the N processes trains on its share of
+the data and --batchsize is the batch of one process (README "Several
+processes").
 """
 import argparse
 import sys

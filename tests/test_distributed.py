@@ -358,3 +358,17 @@ def test_noise_per_batch_on_the_device_equals_the_cpus(monkeypatch, mnist):
             for part in (0, 1) for batch in range(3)]
     for key in ('neg_elbo', 'neg_log_likelihood', 'active_units'):
         assert got[key] == expected[key], key
+
+
+def test_without_the_mpi_extra_the_flag_says_what_to_install(
+        monkeypatch, tmp_path, mnist_dir):
+    monkeypatch.setitem(sys.modules, 'mpi4py', None)  # import fails
+    monkeypatch.setitem(sys.modules, 'mpi4py.MPI', None)
+    with pytest.raises(SystemExit) as info:
+        load_script('train').main(SMALL + ['--data-dir', mnist_dir,
+                                           '-o', str(tmp_path / 'run')])
+    message = str(info.value.code)
+    assert message.startswith('error: --communicator needs mpi4py and an '
+                              'MPI library (')
+    assert message.endswith('install them with pip install -e ".[mpi]"')
+    assert not (tmp_path / 'run').exists()

@@ -21,7 +21,9 @@ def non_negative_int(text):
 def add_device_arguments(parser):
     """``--gpu/-g`` (the article's flag) and ``--device/-d``."""
     parser.add_argument('--gpu', '-g', type=int,
-                        help='GPU id (CuPy), or -1 for the CPU (default -1)')
+                        help='GPU id (CuPy), or -1 for the CPU (default -1); '
+                        'under --communicator, each process takes GPU id + '
+                        'its rank on its machine')
     parser.add_argument('--device', '-d',
                         help='any Chainer device specifier (@numpy, '
                         '@cupy:0, ...); wins over --gpu')

@@ -9,6 +9,10 @@ The sizes carry the names of :class:`vae.net.VAE`'s arguments, ``n_latent``
 and ``n_h``, everywhere: in config files, ``config.json``, model files and
 messages. Files written before that rename used ``dim_z`` and ``n_hidden``;
 :func:`read_config_file` reads them under the new names.
+
+``ranks`` is the number of processes that train a run: scripts/train.py
+sets it from ``mpiexec -n`` (1 without ``--communicator``), over whatever a
+config file says, so that a run's record says how it was trained.
 """
 import json
 import math
