@@ -66,6 +66,8 @@ FULL = dict(batch_sizes=(50, 100, 200, 500), rounds=5, steps=None,
 QUICK = dict(batch_sizes=(50,), rounds=3, steps=3, warmup=1, square=512)
 #: Images in a timed block of steps when --steps is not given.
 STEP_SAMPLES = 2000
+#: The same for --ranks, whose every block is an MPI job of its own.
+RANK_STEP_SAMPLES = 10000
 
 
 def flops_per_sample(n_in, n_latent, n_h, k=1):
@@ -338,25 +340,29 @@ def benchmark_ranks(ranks, batch_sizes, rounds, steps, warmup):
         dict: ``rows``, one per (batch, ranks), with s/step, s/epoch,
         samples/s (all ranks) and the speed-up over the first of ``ranks``.
     """
+    n_steps = {b: steps or max(2, RANK_STEP_SAMPLES // b)
+               for b in batch_sizes}
+    times = {(b, r): [] for b in batch_sizes for r in ranks}
+    threads = {}
+    for _ in range(rounds):  # every setting once a round: drift hits all
+        for batch in batch_sizes:
+            for r in ranks:
+                seconds, threads[r] = launch_ranks(r, batch, n_steps[batch],
+                                                   warmup)
+                times[batch, r].append(seconds)
     rows = []
     for batch in batch_sizes:
-        n_steps = steps or max(2, STEP_SAMPLES // batch)
-        times = {r: [] for r in ranks}
-        threads = {}
-        for _ in range(rounds):
-            for r in ranks:
-                seconds, threads[r] = launch_ranks(r, batch, n_steps, warmup)
-                times[r].append(seconds)
         for r in ranks:
-            step = statistics.median(times[r])
+            step = statistics.median(times[batch, r])
             rows.append({'ranks': r, 'threads': threads[r], 'batch': batch,
-                         'path': PATHS[1], 'steps': n_steps,
+                         'path': PATHS[1], 'steps': n_steps[batch],
                          'rounds': rounds, 's_per_step': step,
+                         'all_s_per_step': times[batch, r],
                          's_per_epoch': step * EPOCH / (batch * r),
                          'samples_per_s': batch * r / step})
-        first = rows[-len(ranks)]['samples_per_s']
-        for row in rows[-len(ranks):]:
-            row['speedup'] = row['samples_per_s'] / first
+    for row in rows:
+        first = next(other for other in rows if other['batch'] == row['batch'])
+        row['speedup'] = row['samples_per_s'] / first['samples_per_s']
     return {'rows': rows}
 
 
