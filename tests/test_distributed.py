@@ -227,7 +227,8 @@ def test_what_stops_a_rank_before_training_stops_every_rank_together(
 @pytest.mark.parametrize('kind,message', [
     ('oserror', 'error: rank 1 of 2: [Errno 28] injected: no space left on '
      'device; stopping every rank'),
-    ('uncaught', 'Uncaught exception on rank 1'),
+    ('uncaught', 'RuntimeError: injected failure\nerror: rank 1 of 2: '
+     'uncaught RuntimeError; stopping every rank'),
     ('kill', 'BAD TERMINATION'),
 ])
 def test_a_rank_that_dies_ends_the_job(mpiexec, mnist_dir, tmp_path, kind,

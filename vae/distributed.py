@@ -19,10 +19,11 @@ Errors. An error that every rank meets together (a setting refused by rank
 ends every rank with one message from rank 0 (:func:`exit_status`). Any
 other error on one rank, or an uncaught exception, aborts the whole MPI job
 (``MPI_Abort``) after a message naming that rank, so that the others do not
-wait for it forever; a rank killed by a signal is noticed by ``mpiexec``,
-which then stops the rest.
+wait for it forever (:func:`abort`); a rank killed by a signal is noticed
+by ``mpiexec``, which then stops the rest.
 """
 import sys
+import time
 
 import numpy
 
@@ -36,6 +37,10 @@ GPU_COMMUNICATORS = ('flat', 'pure_nccl')
 
 #: Attribute set on an exception that every rank raised together.
 _EVERY_RANK = '_vae_raised_on_every_rank'
+#: Seconds a failing rank waits between its message and the abort: mpiexec
+#: forwards the ranks' output through pipes, and an abort that comes first
+#: can kill the job before the message is through (seen under load).
+ABORT_GRACE = 1.0
 
 
 class DistributedError(RuntimeError):
@@ -46,8 +51,9 @@ def create_communicator(name):
     """The ChainerMN communicator ``name`` over all the processes of the MPI
     job (``MPI.COMM_WORLD``), or ``None`` where ``name`` is ``None``.
 
-    An uncaught exception on any rank then aborts the whole job (ChainerMN's
-    ``global_except_hook``) instead of leaving the other ranks waiting.
+    An uncaught exception on any rank then aborts the whole job instead of
+    leaving the other ranks waiting (as ChainerMN's ``global_except_hook``
+    does, with a pause for the message to get out first: :func:`abort`).
 
     Raises:
         DistributedError: mpi4py or the MPI library is missing, with the
@@ -70,7 +76,12 @@ def create_communicator(name):
         # carries check_device's refusal to every rank as one message
         name = 'naive'
     comm = chainermn.create_communicator(name)
-    chainermn.global_except_hook.add_hook()
+
+    def abort_on_uncaught(kind, value, traceback):
+        sys.__excepthook__(kind, value, traceback)
+        abort(comm, 'error: rank %d of %d: uncaught %s; stopping every rank'
+              % (comm.rank, comm.size, kind.__name__))
+    sys.excepthook = abort_on_uncaught
     return comm
 
 
@@ -221,6 +232,7 @@ def abort(comm, message):
     """Print ``message`` to stderr and abort the MPI job (all ranks)."""
     sys.stderr.write(message + '\n')
     sys.stderr.flush()
+    time.sleep(ABORT_GRACE)
     comm.mpi_comm.Abort(1)
 
 
