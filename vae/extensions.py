@@ -1,7 +1,8 @@
 """The Trainer extensions a run adds to Chainer's own.
 
 Each writes its file atomically (:mod:`vae.atomic`) into the trainer's
-``out``, or carries state that a resumed run needs into the snapshots.
+``out``, or carries state that a resumed run needs into the snapshots, or
+(over several processes) averages what the ranks observed.
 """
 import json
 import os
