@@ -27,7 +27,7 @@ $(1)/.installed: setup.py constraints/$(2).txt
 	rm -rf $(1)
 	$(PYTHON) -m venv $(1)
 	PIP_CONSTRAINT=$(CURDIR)/constraints/$(2).txt $(1)/bin/python -m pip \
-	    install --quiet --disable-pip-version-check "setuptools<74" $(3) -e ".[test]"
+	    install --quiet --disable-pip-version-check "setuptools<74" $(3) -e ".[test,mpi]"
 	touch $$@
 endef
 $(eval $(call venv_rule,.venv,numpy1,))

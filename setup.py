@@ -53,6 +53,12 @@ setup(
         "gpu-graph": ["nvmath-python>=1.0"],
         "onnx": ONNX,
         "web": WEB,
+        # Several processes (scripts/train.py --communicator, README
+        # "Several processes"): mpi4py's binary wheel and MPICH's wheel,
+        # whose mpiexec lands beside the interpreter; no system MPI needed.
+        # MPICH rather than Open MPI: its mpiexec runs as root (CI does)
+        # without extra flags. Tested: mpi4py 4.1.2, mpich 5.0.2.
+        "mpi": ["mpi4py>=4.1", "mpich>=5"],
         # wheel: tests/test_install.py builds the package without network
         "test": ["pytest>=7", "scipy", "nbclient>=0.7", "nbformat>=5",
                  "ipykernel>=6", "wheel"] + ONNX + WEB,

@@ -5,6 +5,7 @@
     python scripts/benchmark.py --batch-sizes 100 --json bench.json
     python scripts/benchmark.py --gpu 0              # also a CUDA GPU
     python scripts/benchmark.py --quick              # a smoke run
+    python scripts/benchmark.py --ranks 1 2          # over 1 and 2 processes
 
 For each batch size it times training steps of the article's network
 (784-500-500-20, softplus, Adam, k = 1) as ``scripts/train.py`` takes them
@@ -23,17 +24,29 @@ random images of MNIST's shape, which cost what real ones do. Peak memory is
 the tracemalloc peak (NumPy reports its buffers to it) over a few steps, from
 before the model was built: parameters, Adam state, activations and
 gradients, without the data set. On a GPU it is CuPy's memory-pool peak.
+
+--ranks R ... times the same steps (the default path) over R processes of
+this machine instead, each an MPI job of its own (the mpiexec beside the
+interpreter, ChainerMN's naive communicator; needs the mpi extra). Each
+rank takes --batch-sizes images a step (the global batch is R times that)
+and the cores are shared out: each rank's BLAS and numba get cores / R
+threads, unless OMP_NUM_THREADS is set. Blocks alternate between the values
+of R, as above; samples/s counts the images of all ranks.
 """
 import argparse
 import json
+import os
+import pathlib
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 
 from vae import cli  # vae before anything imports chainer (vae/_compat.py)
 from vae import device as device_lib
-from vae import net, training
+from vae import distributed, net, training
 from vae.atomic import output_file, write_text
 
 import chainer  # NOQA: E402
@@ -55,6 +68,8 @@ FULL = dict(batch_sizes=(50, 100, 200, 500), rounds=5, steps=None,
 QUICK = dict(batch_sizes=(50,), rounds=3, steps=3, warmup=1, square=512)
 #: Images in a timed block of steps when --steps is not given.
 STEP_SAMPLES = 2000
+#: The same for --ranks, whose every block is an MPI job of its own.
+RANK_STEP_SAMPLES = 10000
 
 
 def flops_per_sample(n_in, n_latent, n_h, k=1):
@@ -139,17 +154,19 @@ class Steps(object):
         Unavailable: The path cannot run on ``device``.
     """
 
-    def __init__(self, path, batch, data, device):
+    def __init__(self, path, batch, data, device, comm=None):
         device_lib.seed(device, 0)
         self.model = net.VAE(act_func=ACTIVATION, **SIZES)
         self.model.to_device(device)
         graph = path in ('graph', 'fused-eager')
         chosen = training.training_path(
             self.model, device, alpha=0.001, fast=path == 'fast',
-            cuda_graph=graph)
+            cuda_graph=graph, comm=comm)
         if chosen.name != ('graph' if graph else path):
             raise Unavailable('%s path unavailable on %s' % (path, device))
         chosen.optimizer.setup(self.model)
+        if comm is not None:
+            distributed.start_optimizer(chosen.optimizer, self.model, comm)
         iterator = chainer.iterators.SerialIterator(data, batch)
         if path == 'fused-eager':  # the graph path's step, not captured
             from vae.cuda_graph import GraphUpdater
@@ -284,6 +301,108 @@ def format_table(result):
 
 
 
+RANK_COLUMNS = (
+    ('ranks', lambda r: '%d' % r['ranks']),
+    ('threads/rank', lambda r: r['threads']),
+    ('batch/rank', lambda r: '%d' % r['batch']),
+    ('global batch', lambda r: '%d' % (r['batch'] * r['ranks'])),
+    ('path', lambda r: r['path']),
+    ('s/epoch', lambda r: '%.2f' % r['s_per_epoch']),
+    ('samples/s', lambda r: '%.0f' % r['samples_per_s']),
+    ('speed-up', lambda r: '%.2fx' % r['speedup']),
+)
+
+
+def rank_steps(comm, batch, steps, warmup):
+    """Seconds per training step on every rank of ``comm`` (the slowest
+    rank's), timed between barriers; each rank trains on random images of
+    its own."""
+    device = device_lib.get_device(-1)
+    rng = numpy.random.RandomState(comm.rank)
+    data = rng.random_sample(((steps + warmup + 1) * batch,
+                              SIZES['n_in'])).astype(numpy.float32)
+    trainer = Steps(PATHS[1], batch, data, device, comm)
+    for _ in range(warmup):
+        trainer.step()
+    comm.mpi_comm.Barrier()
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.step()
+    comm.mpi_comm.Barrier()
+    return (time.perf_counter() - start) / steps
+
+
+def launch_ranks(ranks, batch, steps, warmup):
+    """Seconds per step of ``ranks`` processes, as an MPI job of its own
+    (this script's hidden ``--rank-worker`` mode)."""
+    mpiexec = pathlib.Path(sys.executable).parent / 'mpiexec'
+    if not mpiexec.is_file():
+        raise OSError('--ranks needs the mpiexec of the mpi extra beside %s '
+                      '(pip install -e ".[mpi]")' % sys.executable)
+    env = dict(os.environ)
+    if 'OMP_NUM_THREADS' not in env:  # the cores shared out among the ranks
+        threads = str(max(1, (os.cpu_count() or 1) // ranks))
+        for name in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS',
+                     'MKL_NUM_THREADS', 'NUMBA_NUM_THREADS'):
+            env[name] = threads
+    with tempfile.TemporaryDirectory() as folder:
+        result = os.path.join(folder, 'seconds')
+        subprocess.run(
+            [str(mpiexec), '-n', str(ranks), sys.executable,
+             os.path.abspath(__file__), '--rank-worker', result,
+             '--batch-sizes', str(batch), '--steps', str(steps),
+             '--warmup', str(warmup)], env=env, check=True, timeout=600)
+        with open(result) as f:
+            return float(f.read()), env['OMP_NUM_THREADS']
+
+
+def benchmark_ranks(ranks, batch_sizes, rounds, steps, warmup):
+    """Training steps over each number of processes in ``ranks``.
+
+    Returns:
+        dict: ``rows``, one per (batch, ranks), with s/step, s/epoch,
+        samples/s (all ranks) and the speed-up over the first of ``ranks``.
+    """
+    n_steps = {b: steps or max(2, RANK_STEP_SAMPLES // b)
+               for b in batch_sizes}
+    times = {(b, r): [] for b in batch_sizes for r in ranks}
+    threads = {}
+    for _ in range(rounds):  # every setting once a round: drift hits all
+        for batch in batch_sizes:
+            for r in ranks:
+                seconds, threads[r] = launch_ranks(r, batch, n_steps[batch],
+                                                   warmup)
+                times[batch, r].append(seconds)
+    rows = []
+    for batch in batch_sizes:
+        for r in ranks:
+            step = statistics.median(times[batch, r])
+            rows.append({'ranks': r, 'threads': threads[r], 'batch': batch,
+                         'path': PATHS[1], 'steps': n_steps[batch],
+                         'rounds': rounds, 's_per_step': step,
+                         'all_s_per_step': times[batch, r],
+                         's_per_epoch': step * EPOCH / (batch * r),
+                         'samples_per_s': batch * r / step})
+    for row in rows:
+        first = next(other for other in rows if other['batch'] == row['batch'])
+        row['speedup'] = row['samples_per_s'] / first['samples_per_s']
+    return {'rows': rows}
+
+
+def format_rank_table(result):
+    """The results of :func:`benchmark_ranks` as a text table."""
+    rows = [[cell(r) for _, cell in RANK_COLUMNS] for r in result['rows']]
+    headers = [h for h, _ in RANK_COLUMNS]
+    widths = [max(len(x) for x in col) for col in zip(headers, *rows)]
+    return '\n'.join(
+        ['device: %s, over MPI processes (ChainerMN, naive communicator)'
+         % result['device']]
+        + ['  '.join(x.rjust(w) for x, w in zip(line, widths))
+           for line in [headers] + rows]
+        + ['s/epoch: 60000 images; speed-up: samples/s over the first row '
+           'of the batch size'])
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -305,15 +424,42 @@ def build_parser():
                    % (QUICK['steps'], QUICK['batch_sizes'][0]))
     p.add_argument('--json', metavar='FILE',
                    help='also write the results to FILE (JSON)')
+    p.add_argument('--ranks', type=cli.positive_int, nargs='+',
+                   help='time the %s path over each of these numbers of '
+                   'processes on this machine instead (MPI; see above)'
+                   % PATHS[1])
+    p.add_argument('--rank-worker', metavar='FILE', help=argparse.SUPPRESS)
+    p.add_argument('--warmup', type=int, help=argparse.SUPPRESS)
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.rank_worker:  # one rank of a job that launch_ranks started
+        comm = distributed.create_communicator('naive')
+        seconds = rank_steps(comm, args.batch_sizes[0], args.steps,
+                             args.warmup)
+        if distributed.is_root(comm):
+            write_text(args.rank_worker, repr(seconds))
+        return 0
     preset = dict(QUICK if args.quick else FULL)
     for key in ('batch_sizes', 'rounds', 'steps'):
         if getattr(args, key) is not None:
             preset[key] = getattr(args, key)
+    if args.ranks:
+        try:
+            json_path = args.json and output_file(args.json,
+                                                  'benchmark.json')
+            result = benchmark_ranks(
+                args.ranks, preset['batch_sizes'], preset['rounds'],
+                preset['steps'], preset['warmup'])
+        except (OSError, subprocess.SubprocessError) as e:
+            sys.exit('error: %s' % e)
+        result['device'] = device_lib.describe(device_lib.get_device(-1))
+        print(format_rank_table(result), flush=True)
+        if json_path:
+            write_text(json_path, json.dumps(result, indent=2) + '\n')
+        return 0
     try:
         json_path = args.json and output_file(args.json, 'benchmark.json')
         runs = [(device_lib.get_device(-1), PATHS)]

@@ -16,6 +16,11 @@ they are not comparable with binarized-MNIST figures.
 
 A table goes to stdout and the results to --out (JSON, written atomically;
 default: evaluation_<split>.json beside the model).
+
+Over several processes (mpiexec -n N ... --communicator naive) each rank
+evaluates its share of the batches, drawing the noise of each batch from
+(--seed, batch index), and rank 0 combines the sums: N ranks give the same
+numbers as one (see README "Several processes").
 """
 import argparse
 import json
@@ -24,7 +29,7 @@ import sys
 
 from vae import cli  # vae before anything imports chainer
 from vae import config as config_lib
-from vae import datasets, device as device_lib, evaluation
+from vae import datasets, device as device_lib, distributed, evaluation
 from vae.atomic import output_file, write_text
 from vae.serialization import ModelFileError, load_model
 
@@ -87,6 +92,7 @@ def build_parser():
                    'article')
     cli.add_data_dir_argument(p)
     cli.add_device_arguments(p)
+    cli.add_communicator_argument(p)
     p.add_argument('--seed', type=int, default=d['seed'],
                    help='seed of the sampling noise and of --binarize dynamic '
                    '(default %(default)s)')
@@ -101,34 +107,35 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    name = 'evaluation_%s.json' % args.split
+    comm = None
     try:
-        model = load_model(args.model, args.activation)
-        out = output_file(args.out or os.path.join(
-            os.path.dirname(os.path.abspath(args.model)), ''), name)
-        device = device_lib.get_device(args.gpu, args.device)
-        train, test = datasets.load_mnist(
-            args.data_dir, binarize=args.binarize, seed=args.seed,
-            progress=args.progress)
+        comm = distributed.create_communicator(args.communicator)
+        args.progress = args.progress and distributed.is_root(comm)
+        model, images, device, out = distributed.agree(
+            comm, lambda: setup(args, comm))
     except (ModelFileError, device_lib.DeviceError, datasets.MNISTError,
-            OSError) as e:
-        sys.exit('error: %s' % e)
-    images = (test if args.split == 'test' else train).images
-    if args.limit is not None:
-        images = images[:args.limit]
-    if images.shape[1] != model.n_in:
-        sys.exit('error: the model takes %d inputs but MNIST images have %d'
-                 % (model.n_in, images.shape[1]))
+            distributed.DistributedError, OSError) as e:
+        sys.exit(distributed.exit_status(e, comm))
 
     model.to_device(device)
-    device_lib.seed(device, args.seed)  # the generators z is drawn from
-    result = evaluation.evaluate(
-        model, images, k=args.k, iw_samples=args.iw_samples,
-        iw_chunk=args.iw_chunk, progress=args.progress)
+    options = dict(k=args.k, iw_samples=args.iw_samples,
+                   iw_chunk=args.iw_chunk,
+                   batchsize=evaluation.DEFAULT_BATCHSIZE,
+                   progress=args.progress)
+    if comm is None:
+        device_lib.seed(device, args.seed)  # the generators z is drawn from
+        result = evaluation.evaluate(model, images, **options)
+    else:
+        result = distributed.evaluate(comm, model, images, args.seed,
+                                      **options)
+        if result is None:  # not rank 0
+            return 0
     result.update(
         model=os.path.abspath(args.model), split=args.split,
         limit=args.limit, binarize=args.binarize, seed=args.seed,
-        iw_chunk=args.iw_chunk, device=str(device))
+        iw_chunk=args.iw_chunk, device=str(device),
+        ranks=distributed.size(comm),
+        noise='one stream' if comm is None else 'per batch')
 
     print(format_table(result))
     try:
@@ -137,6 +144,29 @@ def main(argv=None):
         sys.exit('error: %s' % e)
     print('results written to %s' % out)
     return 0
+
+
+def setup(args, comm):
+    """The model, the images, the device and (on rank 0) the output file of
+    this process, each checked before the work."""
+    name = 'evaluation_%s.json' % args.split
+    model = load_model(args.model, args.activation)
+    out = None
+    if distributed.is_root(comm):
+        out = output_file(args.out or os.path.join(
+            os.path.dirname(os.path.abspath(args.model)), ''), name)
+    device = device_lib.get_device(
+        args.gpu, args.device, 0 if comm is None else comm.intra_rank)
+    split, = datasets.load_mnist(
+        args.data_dir, binarize=args.binarize, seed=args.seed,
+        progress=args.progress, splits=(args.split,))
+    images = split.images
+    if args.limit is not None:
+        images = images[:args.limit]
+    if images.shape[1] != model.n_in:
+        raise ModelFileError('the model takes %d inputs but MNIST images '
+                             'have %d' % (model.n_in, images.shape[1]))
+    return model, images, device, out
 
 
 def format_table(result):

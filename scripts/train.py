@@ -3,9 +3,13 @@
 
     python scripts/train.py --dim-z 20 --gpu 0
     python scripts/train.py --config configs/article_z2.json --out result/z2
+    mpiexec -n 2 python scripts/train.py --communicator naive --out result/n2
 
 Defaults come from configs/default.json; --config FILE overrides them and
-flags override both. Everything is written under --out (see README).
+flags override both. Everything is written under --out (see README). Under
+mpiexec with --communicator, each of the N processes trains on its share of
+the data and --batchsize is the batch of one process (README "Several
+processes").
 """
 import argparse
 import sys
@@ -16,6 +20,7 @@ matplotlib.use('Agg')  # before anything imports pyplot
 from vae import cli  # NOQA: E402  (vae before anything imports chainer)
 from vae import config as config_lib  # NOQA: E402
 from vae import datasets, device as device_lib, training  # NOQA: E402
+from vae import distributed  # NOQA: E402
 from vae.net import ACTIVATIONS  # NOQA: E402
 from vae.resume import ResumeError  # NOQA: E402
 from vae.run_folder import RunFolderError  # NOQA: E402
@@ -63,6 +68,7 @@ def build_parser():
                    help='snapshots kept in --out (default %s)'
                    % d['snapshot_retain'])
     cli.add_device_arguments(p)
+    cli.add_communicator_argument(p)
     p.add_argument('--out', '-o', default='result',
                    help='output folder (default %(default)s)')
     p.add_argument('--resume', '-r', metavar='SNAPSHOT',
@@ -94,20 +100,34 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    comm = None
     try:
-        config = config_lib.resolve(
-            args.config, {key: getattr(args, key)
-                          for key in config_lib.defaults()})
-        device = device_lib.get_device(args.gpu, args.device)
-        train_data, test_data = load_data(config, args)
+        comm = distributed.create_communicator(args.communicator)
+        args.progress = args.progress and distributed.is_root(comm)
+        config, device, (train_data, test_data) = distributed.agree(
+            comm, lambda: setup(args, comm))
         training.train(config, args.out, train_data, test_data, device,
-                       resume=args.resume, progress=args.progress,
-                       explicit_config=args.config is not None)
+                       resume=args.resume,
+                       progress=args.progress,
+                       explicit_config=args.config is not None, comm=comm)
     except (config_lib.ConfigError, device_lib.DeviceError,
             datasets.MNISTError, ResumeError, RunFolderError,
-            ModelFileError, NonFiniteLossError, OSError) as e:
-        sys.exit('error: %s' % e)
+            ModelFileError, NonFiniteLossError,
+            distributed.DistributedError, OSError) as e:
+        sys.exit(distributed.exit_status(e, comm))
     return 0
+
+
+def setup(args, comm):
+    """The settings, the device and the data of this process."""
+    overrides = {key: getattr(args, key, None)
+                 for key in config_lib.defaults()}
+    overrides['ranks'] = distributed.size(comm)  # set by mpiexec -n alone
+    config = config_lib.resolve(args.config, overrides)
+    device = device_lib.get_device(
+        args.gpu, args.device, 0 if comm is None else comm.intra_rank)
+    distributed.check_device(args.communicator, device)
+    return config, device, load_data(config, args)
 
 
 def load_data(config, args):

@@ -23,7 +23,9 @@ def non_negative_int(text):
 def add_device_arguments(parser):
     """``--gpu/-g`` (the article's flag) and ``--device/-d``."""
     parser.add_argument('--gpu', '-g', type=int,
-                        help='GPU id (CuPy), or -1 for the CPU (default -1)')
+                        help='GPU id (CuPy), or -1 for the CPU (default -1); '
+                        'under --communicator, each process takes GPU id + '
+                        'its rank on its machine')
     parser.add_argument('--device', '-d',
                         help='any Chainer device specifier (@numpy, '
                         '@cupy:0, ...); wins over --gpu')
@@ -76,3 +78,13 @@ def out_folder(path):
     if problem:
         sys.exit('error: %s' % problem)
     return os.path.abspath(path)
+
+
+def add_communicator_argument(parser):
+    """``--communicator``: run as one of the processes of an MPI job."""
+    from vae.distributed import COMMUNICATORS
+    parser.add_argument('--communicator', choices=COMMUNICATORS,
+                        help='run as one rank of `mpiexec -n N ...` with '
+                        "this ChainerMN communicator (naive on CPUs; flat or "
+                        'pure_nccl between GPUs); needs the mpi extra (see '
+                        'README "Several processes"). Default: one process')

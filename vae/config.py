@@ -9,6 +9,10 @@ The sizes carry the names of :class:`vae.net.VAE`'s arguments, ``n_latent``
 and ``n_h``, everywhere: in config files, ``config.json``, model files and
 messages. Files written before that rename used ``dim_z`` and ``n_hidden``;
 :func:`read_config_file` reads them under the new names.
+
+``ranks`` is the number of processes that train a run: scripts/train.py
+sets it from ``mpiexec -n`` (1 without ``--communicator``), over whatever a
+config file says, so that a run's record says how it was trained.
 """
 import json
 import math
@@ -31,9 +35,12 @@ MODEL_KEYS = ('n_latent', 'n_h', 'activation')
 RESUMABLE_KEYS = ('epoch', 'snapshot_retain', 'fast')
 #: Names of the sizes in files written before they took the VAE's names.
 OLD_KEYS = {'dim_z': 'n_latent', 'n_hidden': 'n_h'}
+#: Keys added after runs were first recorded, with the value that every run
+#: recorded without them had: a run of one process before ``ranks`` existed.
+ABSENT_MEANS = {'ranks': 1}
 
 _AT_LEAST_ONE = ('n_latent', 'n_h', 'k', 'k_test', 'epoch', 'batchsize',
-                 'snapshot_retain')
+                 'snapshot_retain', 'ranks')
 
 
 class ConfigError(ValueError):

@@ -28,28 +28,31 @@ class DeviceError(RuntimeError):
     """The requested device cannot be used on this machine."""
 
 
-def device_spec(gpu=None, device=None):
+def device_spec(gpu=None, device=None, intra_rank=0):
     """A Chainer device specifier from the article's ``--gpu`` or ``--device``.
 
     ``gpu`` N >= 0 means CuPy on GPU N and -1 the CPU; ``device`` is any
     Chainer specifier (``@numpy``, ``@cupy:0``, ...) and wins when both are
-    given.
+    given. In a run over several processes, ``intra_rank`` is the rank of
+    this process among those on its machine, and ``gpu`` N puts it on GPU
+    N + ``intra_rank``: one GPU per process (ChainerMN's convention).
     """
     if device is not None:
         return device
     if gpu is None or gpu < 0:
         return '@numpy'
-    return '@cupy:%d' % gpu
+    return '@cupy:%d' % (gpu + intra_rank)
 
 
-def get_device(gpu=None, device=None):
-    """The :class:`chainer.backend.Device` to use, checked before any work.
+def get_device(gpu=None, device=None, intra_rank=0):
+    """The :class:`chainer.backend.Device` to use, checked before any work
+    (arguments as :func:`device_spec`'s).
 
     Raises:
         DeviceError: CuPy is not installed or no GPU is visible, with the
             fix in the message.
     """
-    spec = device_spec(gpu, device)
+    spec = device_spec(gpu, device, intra_rank)
     if isinstance(spec, str) and spec.startswith('@cupy'):
         _check_cupy(spec)
     try:
@@ -113,6 +116,16 @@ def reseed_noise(device, seed, iteration):
     if not is_cpu(device):
         with chainer.using_device(device):
             device.xp.random.seed(_seed_value(iteration_seed(seed, iteration)))
+
+
+def reseed(device, seed):
+    """Restart the generator that ``device``'s noise comes from (NumPy's
+    on the CPU, the device's on a GPU) with ``seed`` (32 bits)."""
+    if is_cpu(device):
+        numpy.random.seed(seed)
+    else:
+        with chainer.using_device(device):
+            device.xp.random.seed(_seed_value(seed))
 
 
 def standard_normal(xp, shape, dtype):

@@ -13,10 +13,15 @@ On continuous pixels, as the article trains, the Bernoulli "log p(x|z)" is a
 negative cross-entropy, not a normalized density: such numbers compare only
 with others computed the same way, not with binarized-MNIST figures.
 
-The noise is the training loss's: drawn from the model's device generator
-(:func:`vae.device.standard_normal`; seed it with :func:`vae.device.seed`),
-through ``F.gaussian``; with the same seed, data and ``batchsize``,
-:func:`elbo` sees the noise ``model.get_loss_func(C=1, k=k)`` would.
+Noise. By default it is the training loss's: drawn from the model's device
+generator (:func:`vae.device.standard_normal`; seed it with
+:func:`vae.device.seed`), through ``F.gaussian``, one stream over all
+batches; with the same seed, data and ``batchsize``, :func:`elbo` sees the
+noise ``model.get_loss_func(C=1, k=k)`` would. Given a ``seed``, the
+functions instead restart the generator before each batch from (seed, part,
+batch index) (:func:`batch_seed`; part 0 is the ELBO, 1 is log p(x)), so that
+an evaluation split over processes (:func:`evaluate_share` on each part,
+then :func:`combine`) equals the same evaluation in one process exactly.
 """
 import math
 import time
@@ -84,30 +89,59 @@ def log_importance_weights(model, x, mu, ln_var, n):
                               ln_var.astype(numpy.float64)))
 
 
-def elbo(model, x, k=10, batchsize=DEFAULT_BATCHSIZE, encoded=None):
+def batch_seed(seed, part, batch):
+    """The seed of the noise of batch ``batch`` of part ``part`` (0: the
+    ELBO, 1: log p(x)) of an evaluation seeded per batch; 32 bits."""
+    state = numpy.random.SeedSequence([seed, part, batch]).generate_state(
+        1, numpy.uint32)
+    return int(state[0])
+
+
+def elbo(model, x, k=10, batchsize=DEFAULT_BATCHSIZE, encoded=None,
+         seed=None):
     """The negative ELBO of ``model.get_loss_func(C=1, k=k)`` over the
     (N, D) images ``x``, in ``batchsize`` images a pass: a dict of floats,
     ``loss``, ``reconstr`` and ``kl``, in nats per image. ``encoded`` is
     ``(mu, ln_var)`` of all of ``x`` (:func:`encode`), where the caller has
-    it."""
+    it; ``seed`` draws the noise per batch (module docstring)."""
+    return _elbo_means(_elbo_sums(model, x, k, batchsize, encoded, seed),
+                       len(x))
+
+
+def _elbo_sums(model, x, k, batchsize, encoded=None, seed=None,
+               first_batch=0):
+    """``[(reconstruction, kl), ...]``: the ELBO's two terms summed over
+    the images of each batch (float64), batch by batch; ``first_batch`` is
+    the index of x's first batch in the whole data (for ``seed``)."""
     _check_positive(k=k, batchsize=batchsize)
-    reconstr = kl = 0.0
-    for xb, mu, ln_var in _encoded_batches(model, x, batchsize, encoded):
+    sums = []
+    for i, (xb, mu, ln_var) in enumerate(
+            _encoded_batches(model, x, batchsize, encoded)):
+        _reseed(model, seed, 0, first_batch + i)
         with inference_mode():
             z = sample_q(model, mu, ln_var, k)  # (k, B, L)
             logits = model.decode(z.reshape(-1, z.shape[-1]),
                                   sigmoid=False).array  # (k*B, D)
         logits = logits.reshape(k, len(xb), -1)  # (k, B, D)
-        reconstr -= float(log_bernoulli(xb, logits).sum(
-            dtype=numpy.float64)) / k
-        kl += float(kl_standard_normal(mu, ln_var).sum(dtype=numpy.float64))
-    n = len(x)
+        sums.append((
+            -float(log_bernoulli(xb, logits).sum(dtype=numpy.float64)) / k,
+            float(kl_standard_normal(mu, ln_var).sum(dtype=numpy.float64))))
+    return sums
+
+
+def _elbo_means(sums, n):
+    """:func:`elbo`'s result from the sums of all batches, in order."""
+    reconstr = kl = 0.0
+    for r, d in sums:  # one after the other, as they were computed
+        reconstr += r
+        kl += d
     return {'loss': (reconstr + kl) / n, 'reconstr': reconstr / n,
             'kl': kl / n}
 
 
 def log_likelihood(model, x, K=DEFAULT_IW_SAMPLES, chunk=DEFAULT_CHUNK,
-                   batchsize=DEFAULT_BATCHSIZE, progress=True, encoded=None):
+                   batchsize=DEFAULT_BATCHSIZE, progress=True, encoded=None,
+                   seed=None, first_batch=0):
     """The importance-sampled log p(x) of each of the (N, D) images ``x``
     with ``K`` samples from q(z|x): float64 (N,), in nats.
 
@@ -118,15 +152,17 @@ def log_likelihood(model, x, K=DEFAULT_IW_SAMPLES, chunk=DEFAULT_CHUNK,
     ``batchsize`` changes the noise. The estimate is biased low by O(1/K);
     where q(z|x) is narrower than the posterior's tails its weights are
     heavy-tailed, and rare draws overshoot by more than the spread over a
-    few runs suggests. ``progress`` shows a bar; ``encoded`` is as for
-    :func:`elbo`."""
+    few runs suggests. ``progress`` shows a bar; ``encoded`` and ``seed``
+    are as for :func:`elbo`, and ``first_batch`` is the index of x's first
+    batch in a data set evaluated in parts."""
     _check_positive(K=K, chunk=chunk, batchsize=batchsize)
     chunk = min(chunk, K)
     estimates = []
     with tqdm(total=len(x) * K, unit='sample', unit_scale=True,
               desc='log p(x)', disable=not progress) as bar:
-        for xb, mu, ln_var in _encoded_batches(model, x, batchsize,
-                                               encoded):
+        for i, (xb, mu, ln_var) in enumerate(
+                _encoded_batches(model, x, batchsize, encoded)):
+            _reseed(model, seed, 1, first_batch + i)
             acc = numpy.full(len(xb), -numpy.inf)  # (B,) running logsumexp
             for start in range(0, K, chunk):
                 n = min(chunk, K - start)
@@ -139,6 +175,11 @@ def log_likelihood(model, x, K=DEFAULT_IW_SAMPLES, chunk=DEFAULT_CHUNK,
     return numpy.concatenate(estimates)
 
 
+def _reseed(model, seed, part, batch):
+    if seed is not None:
+        device_lib.reseed(model.device, batch_seed(seed, part, batch))
+
+
 def active_units(mu, threshold=ACTIVE_UNIT_THRESHOLD):
     """How many of the L latent dimensions are active: those whose mean
     code ``mu`` (N, L) varies over the data by more than ``threshold``."""
@@ -149,7 +190,7 @@ def active_units(mu, threshold=ACTIVE_UNIT_THRESHOLD):
 
 def evaluate(model, x, k=10, iw_samples=DEFAULT_IW_SAMPLES,
              iw_chunk=DEFAULT_CHUNK, batchsize=DEFAULT_BATCHSIZE,
-             progress=True):
+             progress=True, seed=None):
     """Every measure of this module on one data set, as a JSON-ready dict.
 
     Args:
@@ -161,6 +202,8 @@ def evaluate(model, x, k=10, iw_samples=DEFAULT_IW_SAMPLES,
         iw_chunk (int): See ``chunk`` of :func:`log_likelihood`.
         batchsize (int): Images per pass.
         progress (bool): Show a progress bar for log p(x).
+        seed (int): Noise per batch from this seed (module docstring);
+            ``None`` draws from the generator as it stands.
 
     Returns:
         dict: ``n``, ``k``, ``neg_elbo``, ``reconstr``, ``kl``,
@@ -168,29 +211,74 @@ def evaluate(model, x, k=10, iw_samples=DEFAULT_IW_SAMPLES,
         ``neg_log_likelihood_sem`` (its standard error over the images),
         ``active_units``, ``n_latent``, and ``seconds`` per part.
     """
+    share = evaluate_share(model, x, k=k, iw_samples=iw_samples,
+                           iw_chunk=iw_chunk, batchsize=batchsize,
+                           progress=progress, seed=seed)
+    return combine([share], k=k, iw_samples=iw_samples,
+                   n_latent=model.n_latent)
+
+
+def evaluate_share(model, x, k=10, iw_samples=DEFAULT_IW_SAMPLES,
+                   iw_chunk=DEFAULT_CHUNK, batchsize=DEFAULT_BATCHSIZE,
+                   progress=True, seed=None, first_batch=0):
+    """What :func:`evaluate` computes from one part of a data set, before
+    it is combined with the other parts' (:func:`combine`).
+
+    Args:
+        As :func:`evaluate`'s; ``x`` is the part, whose first batch is
+        batch ``first_batch`` of the whole data set.
+
+    Returns:
+        dict: ``elbo_sums`` (:func:`_elbo_sums`), ``log_px`` (float64
+        array, or ``None`` where ``iw_samples`` is 0), ``mu`` (the encoder
+        means, NumPy) and ``seconds`` per part.
+    """
     _check_positive(batchsize=batchsize)
     seconds = {}
     start = time.perf_counter()
     encoded = encode(model, x, batchsize)  # once for every measure
-    bound = elbo(model, x, k=k, batchsize=batchsize, encoded=encoded)
+    sums = _elbo_sums(model, x, k, batchsize, encoded, seed, first_batch)
     seconds['elbo'] = time.perf_counter() - start
-    result = {'n': len(x), 'k': k, 'neg_elbo': bound['loss'],
-              'reconstr': bound['reconstr'], 'kl': bound['kl'],
-              'iw_samples': iw_samples, 'neg_log_likelihood': None,
-              'neg_log_likelihood_sem': None}
+    log_px = None
     if iw_samples:
         start = time.perf_counter()
         log_px = log_likelihood(model, x, K=iw_samples, chunk=iw_chunk,
                                 batchsize=batchsize, progress=progress,
-                                encoded=encoded)
+                                encoded=encoded, seed=seed,
+                                first_batch=first_batch)
         seconds['log_likelihood'] = time.perf_counter() - start
+    return {'elbo_sums': sums, 'log_px': log_px,
+            'mu': device_lib.to_cpu(encoded[0]), 'seconds': seconds}
+
+
+def combine(shares, k, iw_samples, n_latent):
+    """:func:`evaluate`'s result from the :func:`evaluate_share` results of
+    consecutive parts of a data set, in order.
+
+    The sums of the ELBO are added batch after batch and the estimates of
+    log p(x) and the codes are put together before any mean is taken, as
+    one process takes them, so the result is the same to the last bit.
+    ``seconds`` are the slowest part's.
+    """
+    sums = [s for share in shares for s in share['elbo_sums']]
+    mu = numpy.concatenate([share['mu'] for share in shares])
+    bound = _elbo_means(sums, len(mu))
+    result = {'n': len(mu), 'k': k, 'neg_elbo': bound['loss'],
+              'reconstr': bound['reconstr'], 'kl': bound['kl'],
+              'iw_samples': iw_samples, 'neg_log_likelihood': None,
+              'neg_log_likelihood_sem': None}
+    if iw_samples:
+        log_px = numpy.concatenate([share['log_px'] for share in shares])
         result['neg_log_likelihood'] = -float(log_px.mean())
         result['neg_log_likelihood_sem'] = (
             float(log_px.std(ddof=1) / math.sqrt(len(log_px)))
             if len(log_px) > 1 else None)
-    result['active_units'] = active_units(device_lib.to_cpu(encoded[0]))
-    result['n_latent'] = model.n_latent
-    result['seconds'] = seconds
+    result['active_units'] = active_units(mu)
+    result['n_latent'] = n_latent
+    result['seconds'] = {
+        part: max(share['seconds'][part] for share in shares
+                  if part in share['seconds'])
+        for part in sorted({p for share in shares for p in share['seconds']})}
     return result
 
 

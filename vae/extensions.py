@@ -1,7 +1,8 @@
 """The Trainer extensions a run adds to Chainer's own.
 
 Each writes its file atomically (:mod:`vae.atomic`) into the trainer's
-``out``, or carries state that a resumed run needs into the snapshots.
+``out``, or carries state that a resumed run needs into the snapshots, or
+(over several processes) averages what the ranks observed.
 """
 import json
 import os
@@ -65,6 +66,83 @@ class GeneratorState(training.Extension):
         state = json.dumps(self._rng.bit_generator.state)
         state = serializer('state', state)
         self._rng.bit_generator.state = json.loads(str(state))
+
+
+class MeanOverRanks(training.Extension):
+    """Replaces this iteration's observed values of ``keys`` with their mean
+    over the ranks, before ``LogReport`` reads them.
+
+    The values of all keys travel in one MPI all-reduce (a float64 sum,
+    divided by the number of ranks). ChainerMN's ``ObservationAggregator``
+    would do the same one key and two messages at a time, but in Chainer
+    7.8.1 it moves each value with ``Variable.to_device('native')``, which
+    needs ChainerX, absent from Chainer's ordinary install.
+
+    Args:
+        comm: The ChainerMN communicator.
+        keys (tuple of str): Observation names, such as ``'main/loss'``.
+    """
+
+    trigger = (1, 'iteration')
+    priority = training.PRIORITY_EDITOR
+
+    def __init__(self, comm, keys):
+        self._comm = comm
+        self._keys = tuple(keys)
+
+    def __call__(self, trainer):
+        observation = trainer.observation
+        values = numpy.array([float(chainer.as_array(observation[key]))
+                              for key in self._keys])
+        means = self._comm.allreduce(values) / self._comm.size
+        for key, mean in zip(self._keys, means):
+            observation[key] = float(mean)
+
+
+class RankStates(training.Extension):
+    """Every rank's own state, in the snapshots that rank 0 writes.
+
+    Over several processes each rank shuffles its share of the data and
+    draws its noise from its own NumPy generator (and a dynamic
+    binarization from its own), so a snapshot holds, for every rank ``r``,
+    under ``r/``: NumPy's random state, the position and order of its
+    iterator and the data generator's state. After each epoch, just before
+    :class:`Snapshot`, rank 0 gathers them; on resuming, each rank takes
+    back its own (after the updater has loaded rank 0's iterator, which
+    this overrides).
+
+    Args:
+        comm: The ChainerMN communicator.
+        iterator: The training iterator of this rank.
+        rng (numpy.random.Generator): The data's generator, or ``None``.
+    """
+
+    trigger = (1, 'epoch')
+    priority = -99  # after everything that draws, just before Snapshot
+
+    def __init__(self, comm, iterator, rng=None):
+        self._comm = comm
+        self._parts = {'numpy': NumpyRandomState(), 'iterator': iterator}
+        if rng is not None:
+            self._parts['data'] = GeneratorState(rng)
+        self._gathered = []
+
+    def __call__(self, trainer):
+        state = {}
+        saver = serializers.DictionarySerializer(state)
+        for name, part in sorted(self._parts.items()):
+            part.serialize(saver[name])
+        self._gathered = self._comm.gather_obj(state) or []
+
+    def serialize(self, serializer):
+        if isinstance(serializer, chainer.serializer.Serializer):
+            for rank, state in enumerate(self._gathered):
+                for key, value in sorted(state.items()):
+                    serializer['%d' % rank](key, value)
+        else:
+            mine = serializer['%d' % self._comm.rank]
+            for name, part in sorted(self._parts.items()):
+                part.serialize(mine[name])
 
 
 class Snapshot(training.Extension):

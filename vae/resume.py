@@ -49,13 +49,16 @@ def object_entries(path):
 
 @contextlib.contextmanager
 def open_snapshot(path):
-    """The snapshot at ``path`` as an ``NpzFile`` that refuses pickles.
+    """The snapshot at ``path`` (or in the binary file object ``path``, as
+    the other ranks of a run get it from rank 0) as an ``NpzFile`` that
+    refuses pickles.
 
     Raises:
         ResumeError: The file is missing, not an ``.npz`` archive, or holds
             Python objects (the message names the file and the entry).
     """
-    if not os.path.isfile(path):
+    is_file = hasattr(path, 'read')
+    if not is_file and not os.path.isfile(path):
         raise ResumeError('snapshot not found: %s' % path)
     try:
         unsafe = object_entries(path)
@@ -66,6 +69,8 @@ def open_snapshot(path):
             '%s holds Python objects in %s, which loading would unpickle '
             '(and could run code); it is refused, and nothing was loaded'
             % (path, ', '.join(unsafe)))
+    if is_file:
+        path.seek(0)
     with numpy.load(path, allow_pickle=False) as npz:
         yield npz
 
@@ -84,7 +89,9 @@ def recorded_config(npz, path):
 
 def settings_differences(previous, config):
     """``'key=old there, new now'`` for each setting that a continued run
-    may not change."""
+    may not change (a key that ``previous`` lacks counts as
+    :data:`vae.config.ABSENT_MEANS` says)."""
+    previous = dict(config_lib.ABSENT_MEANS, **previous)
     return ['%s=%r there, %r now' % (key, previous[key], config[key])
             for key in sorted(config)
             if key in previous and key not in config_lib.RESUMABLE_KEYS

@@ -7,8 +7,14 @@ snapshot every epoch that also holds the random state (so that a resumed run
 equals an uninterrupted one), a guard that stops on a non-finite loss
 before any weight changes, atomic outputs, and checks that a resumed run has
 the settings of the run it continues (:mod:`vae.resume`).
+
+Given a ChainerMN communicator (``comm``), the same loop runs on every rank
+of an MPI job on its share of the data (:mod:`vae.distributed` says who
+does what); without one, nothing here differs from a single process.
 """
+import contextlib
 import functools
+import io
 import json
 import os
 import sys
@@ -21,6 +27,7 @@ from chainer.training import extensions
 
 from vae import atomic, config as config_lib
 from vae import device as device_lib
+from vae import distributed
 from vae import extensions as vae_extensions
 from vae import fast as fast_lib
 from vae import resume as resume_lib
@@ -53,29 +60,48 @@ class Path(NamedTuple):
     make_updater: Callable
 
 
-def training_path(model, device, alpha, fast=True, cuda_graph=False):
-    """The path that trains ``model`` on ``device``, of those asked for.
+def training_path(model, device, alpha, fast=True, cuda_graph=False,
+                  comm=None):
+    """The path that trains ``model`` on ``device``, of those asked for, and
+    the one place where the path meets the communicator ``comm``.
 
     * ``graph``: on a GPU, the whole step captured as one CUDA graph
-      (:mod:`vae.cuda_graph`), when ``cuda_graph`` is asked for;
+      (:mod:`vae.cuda_graph`), when ``cuda_graph`` is asked for (one
+      process: the graph cannot include the communicator's all-reduce);
     * ``fast``: on the CPU, the fused loss and the flat Adam
       (:mod:`vae.fast`: the same numbers bit for bit), when ``fast`` is;
     * ``plain``: ``model.get_loss_func`` and ``chainer.optimizers.Adam``.
 
     A path asked for that cannot run here says why on stderr, in one line,
-    and the next one runs.
+    and the next one runs. With a communicator, the optimizer is ChainerMN's
+    multi-node optimizer around the path's, which averages every gradient
+    over the ranks before the update: the communicator averages the
+    gradient arrays in place, and the fast path's gradients stay views of
+    its flat buffer.
     """
-    def plain_updater(make_loss_func):
+    def note(text):
+        if distributed.is_root(comm):
+            print('note: %s' % text, file=sys.stderr)
+
+    def updater(make_loss_func):
         return lambda iterator, optimizer, seed, C, k: Updater(
-            iterator, optimizer, make_loss_func(C=C, k=k), device, seed)
+            iterator, optimizer, make_loss_func(C=C, k=k), device, seed,
+            comm)
+
+    def multi_node(optimizer):
+        if comm is None:
+            return optimizer
+        import chainermn
+        return chainermn.create_multi_node_optimizer(optimizer, comm)
 
     if cuda_graph:
         from vae import cuda_graph as graph_lib
-        why_not = graph_lib.unsupported_reason(model, device) or \
-            device_lib.use_stream_ordered_memory(device)
+        why_not = (
+            'the CUDA graph cannot include the communicator' if comm
+            else graph_lib.unsupported_reason(model, device)
+            or device_lib.use_stream_ordered_memory(device))
         if why_not:
-            print('note: %s; training without the CUDA graph' % why_not,
-                  file=sys.stderr)
+            note('%s; training without the CUDA graph' % why_not)
         else:
             make_loss_func = functools.partial(graph_lib.fused_loss_func,
                                                model)
@@ -86,19 +112,19 @@ def training_path(model, device, alpha, fast=True, cuda_graph=False):
                                                seed, model, k, C))
     why_not = fast and fast_lib.unsupported_reason(model, device)
     if why_not:
-        print('note: %s; training on the plain path' % why_not,
-              file=sys.stderr)
+        note('%s; training on the plain path' % why_not)
     if fast and not why_not:
         make_loss_func = functools.partial(fast_lib.loss_func, model)
-        return Path('fast', make_loss_func, fast_lib.FlatAdam(alpha=alpha),
-                    plain_updater(make_loss_func))
+        return Path('fast', make_loss_func,
+                    multi_node(fast_lib.FlatAdam(alpha=alpha)),
+                    updater(make_loss_func))
     return Path('plain', model.get_loss_func,
-                chainer.optimizers.Adam(alpha=alpha),
-                plain_updater(model.get_loss_func))
+                multi_node(chainer.optimizers.Adam(alpha=alpha)),
+                updater(model.get_loss_func))
 
 
 def train(config, out, train_data, test_data, device, resume=None,
-          progress=True, n_in=784, explicit_config=False):
+          progress=True, n_in=784, explicit_config=False, comm=None):
     """Train a VAE as ``config`` says, writing everything under ``out``.
 
     Args:
@@ -111,47 +137,83 @@ def train(config, out, train_data, test_data, device, resume=None,
         progress (bool): Show Chainer's progress bar (on a terminal).
         explicit_config (bool): The settings were named in a config file,
             so a snapshot without a record of its own may be continued.
+        comm: A ChainerMN communicator: train on this rank's share of the
+            data, as one of ``config['ranks']`` processes; ``None``: alone.
 
     Returns:
         VAE: the trained model, on ``device``.
     """
+    if comm is not None:
+        train_data = distributed.share(
+            train_data, comm, seed=config['seed'],
+            rank_seed=distributed.rank_seed(config['seed'], comm.rank))
+        test_data = distributed.share(test_data, comm)
     if config['batchsize'] > len(train_data):
-        raise config_lib.ConfigError(
-            'batchsize %d is larger than the %d training images; an epoch '
+        each = ('' if comm is None else ' of each of the %d ranks'
+                % comm.size)
+        raise distributed.every_rank(config_lib.ConfigError(
+            'batchsize %d is larger than the %d training images%s; an epoch '
             'is one pass over them, so use at most %d'
-            % (config['batchsize'], len(train_data), len(train_data)))
-    os.makedirs(out, exist_ok=True)
-    with run_folder.lock(out):
-        removed = run_folder.remove_leftovers(out)
-        if removed:
-            print('removed what an interrupted run left in %s: %s'
-                  % (out, ', '.join(removed)), file=sys.stderr)
-        resume_lib.check_previous_run(out, config)
-        device_lib.seed(device, config['seed'])
-        model = build_model(config, n_in)
-        snapshot = resume or run_folder.latest_snapshot(out)
-        if snapshot is not None:
-            resume_lib.check_snapshot(snapshot, model, config,
-                                      explicit_config)
-        atomic.write_text(os.path.join(out, run_folder.CONFIG_FILE),
-                          json.dumps(config, indent=2, sort_keys=True) + '\n')
+            % (config['batchsize'], len(train_data), each, len(train_data))))
+    device_lib.seed(device, config['seed'])  # the same weights on every rank
+    model = build_model(config, n_in)
+    with contextlib.ExitStack() as held:
+        snapshot, data = distributed.root_first(comm, functools.partial(
+            _prepare, held, config, out, model, resume, explicit_config,
+            comm is not None))
+        if comm is not None:  # from here on, each rank its own stream
+            device_lib.seed(device,
+                            distributed.rank_seed(config['seed'], comm.rank))
         model.to_device(device)
         trainer = _trainer(config, out, model, train_data, test_data, device,
-                           progress)
+                           progress, comm)
         if snapshot is not None:
-            resume_lib.load_snapshot(snapshot, trainer)
-        record_environment(out, device, trainer.updater.epoch)
+            resume_lib.load_snapshot(snapshot if data is None else
+                                     io.BytesIO(data), trainer)
+        if comm is not None:
+            distributed.start_optimizer(
+                trainer.updater.get_optimizer('main'), model, comm)
+        if distributed.is_root(comm):
+            record_environment(out, device, trainer.updater.epoch)
         try:
             trainer.run(show_loop_exception_msg=False)
         except NonFiniteLossError as e:
             kept = run_folder.existing_outputs(out)
-            raise NonFiniteLossError(
+            raise distributed.every_rank(NonFiniteLossError(
                 '%s; %s. Try a smaller --alpha or another --seed.'
                 % (e, 'what it had written is intact: %s' % ', '.join(kept)
-                   if kept else 'nothing had been saved yet'))
-        serialization.save_model(os.path.join(out, run_folder.MODEL_FILE),
-                                 model)
+                   if kept else 'nothing had been saved yet')))
+        if distributed.is_root(comm):
+            serialization.save_model(
+                os.path.join(out, run_folder.MODEL_FILE), model)
     return model
+
+
+def _prepare(held, config, out, model, resume, explicit_config, broadcast):
+    """What one process does before training, with the run folder: hold
+    it (in the ``ExitStack`` ``held``), clear an interrupted run's leftovers,
+    check what is there against the request, write ``config.json``.
+
+    Returns:
+        tuple: the snapshot to resume from (or ``None``) and, where
+        ``broadcast``, its bytes for the other ranks.
+    """
+    os.makedirs(out, exist_ok=True)
+    held.enter_context(run_folder.lock(out))
+    removed = run_folder.remove_leftovers(out)
+    if removed:
+        print('removed what an interrupted run left in %s: %s'
+              % (out, ', '.join(removed)), file=sys.stderr)
+    resume_lib.check_previous_run(out, config)
+    snapshot = resume or run_folder.latest_snapshot(out)
+    if snapshot is not None:
+        resume_lib.check_snapshot(snapshot, model, config, explicit_config)
+    atomic.write_text(os.path.join(out, run_folder.CONFIG_FILE),
+                      json.dumps(config, indent=2, sort_keys=True) + '\n')
+    if snapshot is None or not broadcast:
+        return snapshot, None
+    with open(snapshot, 'rb') as f:
+        return snapshot, f.read()
 
 
 def record_environment(out, device, epoch):
@@ -169,40 +231,67 @@ def record_environment(out, device, epoch):
     atomic.write_text(path, json.dumps(entries + [entry], indent=2) + '\n')
 
 
-def _trainer(config, out, model, train_data, test_data, device, progress):
-    """The Trainer of a run, with every extension."""
+def _trainer(config, out, model, train_data, test_data, device, progress,
+             comm=None):
+    """The Trainer of a run, with every extension.
+
+    Over several processes every rank runs the updater, the evaluator and
+    the extensions that communicate; those that write or print run on rank
+    0 alone. (Chainer's Trainer still makes ``out`` on every rank.)
+    """
     path = training_path(model, device, config['alpha'], config['fast'],
-                         config['cuda_graph'])
+                         config['cuda_graph'], comm)
     path.optimizer.setup(model)
     train_iter = chainer.iterators.SerialIterator(
         train_data, config['batchsize'])
     test_iter = chainer.iterators.SerialIterator(
         test_data, config['batchsize'], repeat=False, shuffle=False)
-    updater = path.make_updater(train_iter, path.optimizer, config['seed'],
+    noise_seed = (config['seed'] if comm is None else
+                  distributed.rank_seed(config['seed'], comm.rank))
+    updater = path.make_updater(train_iter, path.optimizer, noise_seed,
                                 config['C'], config['k'])
     make_loss_func = path.make_loss_func
     trainer = training.Trainer(updater, (config['epoch'], 'epoch'), out=out)
+    root = distributed.is_root(comm)
 
-    trainer.extend(extensions.Evaluator(
+    evaluator = extensions.Evaluator(
         test_iter, model, device=device,
-        eval_func=make_loss_func(C=config['C'], k=config['k_test'])))
-    trainer.extend(vae_extensions.GraphExport(
-        model, test_data[:config['batchsize']], config['C'], config['k']))
-    log_report = extensions.LogReport(log_name=None)  # LogFile writes it
-    trainer.extend(log_report)
-    trainer.extend(vae_extensions.LogFile(log_report))
-    trainer.extend(vae_extensions.LossPlot(log_report))
-    trainer.extend(vae_extensions.SaveModel(model))
-    trainer.extend(vae_extensions.NumpyRandomState())
-    if isinstance(getattr(train_data, 'rng', None), numpy.random.Generator):
-        # DynamicBinarized draws its samples from a generator of its own
-        trainer.extend(vae_extensions.GeneratorState(train_data.rng),
-                       name='DataRandomState')
-    # named as Chainer's snapshot extension was, so older snapshots load
-    trainer.extend(vae_extensions.Snapshot(config, config['snapshot_retain']),
-                   name='_Snapshot')
-    trainer.extend(extensions.PrintReport(
-        PRINTED, out=vae_extensions.PlainStream(sys.stdout)))
-    if progress and sys.stdout.isatty():  # its terminal codes need one
-        trainer.extend(extensions.ProgressBar(update_interval=10))
+        eval_func=make_loss_func(C=config['C'], k=config['k_test']))
+    if comm is None:
+        trainer.extend(evaluator)
+    else:
+        import chainermn
+        trainer.extend(chainermn.create_multi_node_evaluator(evaluator, comm))
+        trainer.extend(vae_extensions.MeanOverRanks(
+            comm, ('main/loss', 'main/reconstr', 'main/kl')))
+    if root:
+        trainer.extend(vae_extensions.GraphExport(
+            model, test_data[:config['batchsize']], config['C'],
+            config['k']))
+        log_report = extensions.LogReport(log_name=None)  # LogFile writes it
+        trainer.extend(log_report)
+        trainer.extend(vae_extensions.LogFile(log_report))
+        trainer.extend(vae_extensions.LossPlot(log_report))
+        trainer.extend(vae_extensions.SaveModel(model))
+    data_rng = getattr(train_data, 'rng', None)
+    if not isinstance(data_rng, numpy.random.Generator):
+        data_rng = None
+    if comm is not None:
+        trainer.extend(vae_extensions.RankStates(comm, train_iter, data_rng),
+                       name='RankStates')
+    else:
+        trainer.extend(vae_extensions.NumpyRandomState())
+        if data_rng is not None:
+            # DynamicBinarized draws its samples from a generator of its own
+            trainer.extend(vae_extensions.GeneratorState(data_rng),
+                           name='DataRandomState')
+    if root:
+        # named as Chainer's snapshot extension was, so older snapshots load
+        trainer.extend(vae_extensions.Snapshot(config,
+                                               config['snapshot_retain']),
+                       name='_Snapshot')
+        trainer.extend(extensions.PrintReport(
+            PRINTED, out=vae_extensions.PlainStream(sys.stdout)))
+        if progress and sys.stdout.isatty():  # its terminal codes need one
+            trainer.extend(extensions.ProgressBar(update_interval=10))
     return trainer

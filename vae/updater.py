@@ -11,6 +11,7 @@ import math
 from chainer import training
 
 from vae import device as device_lib
+from vae import distributed
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -29,16 +30,22 @@ class Updater(training.updaters.StandardUpdater):
       (:func:`vae.device.reseed_noise`), which makes a resumed GPU run
       draw what an uninterrupted one would.
 
+    Over several processes the ranks compare their losses before anyone
+    updates, so that all stop together where one loss is not finite.
+
     Args:
         iterator, optimizer, loss_func, device: As ``StandardUpdater``'s.
-        seed (int): The run's seed.
+        seed (int): The seed of this process's noise.
+        comm: The ChainerMN communicator, or ``None``.
     """
 
-    def __init__(self, iterator, optimizer, loss_func, device, seed):
+    def __init__(self, iterator, optimizer, loss_func, device, seed,
+                 comm=None):
         super(Updater, self).__init__(
             iterator, optimizer, device=device,
             loss_func=loss_func and self._guarded(loss_func))
         self._seed = seed
+        self._comm = comm
 
     def update_core(self):
         device_lib.reseed_noise(self.device, self._seed, self.iteration)
@@ -49,13 +56,16 @@ class Updater(training.updaters.StandardUpdater):
         def guarded(*args):
             loss = loss_func(*args)
             value = float(loss.array)
-            if not math.isfinite(value):
+            bad = distributed.any_rank(self._comm, not math.isfinite(value))
+            if bad:
                 iterator = self.get_iterator('main')
                 # the batch that ends an epoch belongs to it
                 epoch = iterator.epoch + (0 if iterator.is_new_epoch else 1)
+                where = ('(%r)' % value if self._comm is None else
+                         'on rank %s' % ', '.join(map(str, bad)))
                 raise NonFiniteLossError(
-                    'non-finite loss (%r) at iteration %d (epoch %d); '
+                    'non-finite loss %s at iteration %d (epoch %d); '
                     'training stopped before this update'
-                    % (value, self.iteration + 1, epoch))
+                    % (where, self.iteration + 1, epoch))
             return loss
         return guarded
