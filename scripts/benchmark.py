@@ -67,7 +67,7 @@ FULL = dict(batch_sizes=(50, 100, 200, 500), rounds=5, steps=None,
             warmup=5, square=2048)
 QUICK = dict(batch_sizes=(50,), rounds=3, steps=3, warmup=1, square=512)
 #: Images in a timed block of steps when --steps is not given.
-STEP_SAMPLES = 2000
+STEP_SAMPLES = 6000
 #: The same for --ranks, whose every block is an MPI job of its own.
 RANK_STEP_SAMPLES = 10000
 

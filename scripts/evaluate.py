@@ -8,8 +8,8 @@ The -ELBO uses --k samples per image, as the training's test loss does;
 the -log p(x) estimate uses --iw-samples importance samples per image
 (Burda et al. 2015, arXiv:1509.00519; 5000 in their Table 1). On the
 article's network (784-500-500-20) and the 2-core CPU this was written on,
-5000 samples take about %(seconds_per_100)d s per 100 images (14-21 s
-measured), so the whole test set (10000 images) takes about
+5000 samples take about %(seconds_per_100)d s per 100 images, so the
+whole test set (10000 images) takes about
 %(minutes_test)d minutes: use --limit, a GPU, or fewer samples for a quick
 look. Numbers are in nats per image; with the article's continuous pixels
 they are not comparable with binarized-MNIST figures.
@@ -33,10 +33,10 @@ from vae import datasets, device as device_lib, distributed, evaluation
 from vae.atomic import output_file, write_text
 from vae.serialization import ModelFileError, load_model
 
-#: Measured with this script (``--limit 100``, an untrained model of the
-#: article's sizes, 2-core CPU): seconds per 100 test images at 5000
-#: importance samples. The ELBO (k = 10) takes well under 1 % of that.
-SECONDS_PER_100_IMAGES = 20
+#: Measured with this script (``make article-eval``: the article's trained
+#: models, the whole test set, 2-core CPU): seconds per 100 test images at
+#: 5000 importance samples. The ELBO (k = 10) takes well under 1 % of that.
+SECONDS_PER_100_IMAGES = 9
 
 
 def _nats(value):
