@@ -290,3 +290,19 @@ def test_the_run_records_what_computed_it(tmp_path, mnist_dir):
         b['num_threads'] for b in blas]
     assert first['numpy'] == numpy.__version__
     assert first['device'].startswith('CPU (')
+
+
+def test_a_snapshot_of_an_earlier_version_resumes(tmp_path, mnist_dir):
+    # written before LogFile and the stored settings existed
+    out = tmp_path / 'run'
+    run(out, mnist_dir, '-e', '1')
+    snapshot = out / 'snapshot_epoch_1'
+    with numpy.load(snapshot) as npz:
+        old = {key: npz[key] for key in npz.files
+               if not key.startswith('extension_triggers/LogFile/')
+               and key != '_vae_config'}
+    assert len(old) < len(numpy.load(snapshot).files)
+    with open(snapshot, 'wb') as f:
+        numpy.savez(f, **old)
+    assert run(out, mnist_dir, '-e', '2') == 0
+    assert [e['epoch'] for e in read_log(out)] == [1, 2]
