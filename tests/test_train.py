@@ -6,7 +6,7 @@ import numpy
 import pytest
 
 from testutil import gpu_available, interrupt_at, load_script
-from vae import net, training, updater
+from vae import net, updater
 from vae.serialization import load_model
 
 train_script = load_script('train')

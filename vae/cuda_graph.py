@@ -155,13 +155,11 @@ class FusedStep(object):
         named = dict(model.namedparams())
         self._names = fast.param_names(model)
         self._params = [named[name] for name in self._names]
-        sizes = [p.size for p in self._params]
-        offsets = numpy.cumsum([0] + sizes)
+        size = sum(p.size for p in self._params)
         self.P, self.G, self.M, self.V = (
-            xp.zeros(int(offsets[-1]), dtype=_F32) for _ in range(4))
+            xp.zeros(size, dtype=_F32) for _ in range(4))
         self._views = {
-            key: [buf[offsets[i]:offsets[i + 1]].reshape(p.shape)
-                  for i, p in enumerate(self._params)]
+            key: fused.flat_views(buf, [p.shape for p in self._params])
             for key, buf in (('P', self.P), ('G', self.G), ('M', self.M),
                              ('V', self.V))}
         self.bind()
@@ -181,19 +179,8 @@ class FusedStep(object):
     def bind(self):
         """Make the parameters and Adam's moments views of the buffers again
         where something (a deserializer) replaced them, keeping values."""
-        for i, param in enumerate(self._params):
-            view = self._views['P'][i]
-            if param.array is not view:
-                view[...] = self.xp.asarray(param.array)
-                param.array = view
-            rule = param.update_rule
-            if rule.state is None:
-                rule._init_states(param)
-            for key, name in (('M', 'm'), ('V', 'v')):
-                view = self._views[key][i]
-                if rule.state[name] is not view:
-                    view[...] = self.xp.asarray(rule.state[name])
-                    rule.state[name] = view
+        fused.bind_to_buffers(self._params, self._views['P'],
+                              self._views['M'], self._views['V'])
 
     def load_step_count(self):
         """Adam's step count from the optimizer (after a resume)."""

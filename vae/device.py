@@ -114,13 +114,13 @@ def reseed_noise(device, seed, iteration):
     """On a GPU, restart the noise generator for ``iteration`` of the run
     seeded with ``seed``; on the CPU nothing (the snapshot holds NumPy's)."""
     if not is_cpu(device):
-        with chainer.using_device(device):
-            device.xp.random.seed(_seed_value(iteration_seed(seed, iteration)))
+        reseed(device, iteration_seed(seed, iteration))
 
 
 def reseed(device, seed):
     """Restart the generator that ``device``'s noise comes from (NumPy's
-    on the CPU, the device's on a GPU) with ``seed`` (32 bits)."""
+    on the CPU, where ``seed`` must fit 32 bits; the device's on a GPU)
+    with ``seed``."""
     if is_cpu(device):
         numpy.random.seed(seed)
     else:

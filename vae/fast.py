@@ -153,11 +153,10 @@ class VAELoss(function_node.FunctionNode):
         g_rec = _sum_present(g_loss, g_rec)
         g_kl = _sum_present(
             None if g_loss is None else _F32(self._C) * g_loss, g_kl)
-        sizes = [self._p[name].size for name in self._names]
-        flat = numpy.empty(sum(sizes), dtype=_F32)
-        offsets = numpy.cumsum([0] + sizes)
-        grads = {name: flat[offsets[i]:offsets[i + 1]].reshape(
-            self._p[name].shape) for i, name in enumerate(self._names)}
+        shapes = [self._p[name].shape for name in self._names]
+        flat = numpy.empty(sum(self._p[name].size for name in self._names),
+                           dtype=_F32)
+        grads = dict(zip(self._names, fused.flat_views(flat, shapes)))
         fused.backward(numpy, numpy.dot, self._p, self._cache, grads, g_rec,
                        g_kl)
         return (None,) + tuple(  # x, then the parameters
@@ -269,8 +268,8 @@ class FlatAdam(chainer.optimizers.Adam):
         offsets = numpy.cumsum([0] + sizes)
         # parameters, gradients, m, v: (N,) each, and a view per parameter
         buffers = [numpy.zeros(offsets[-1], dtype=_F32) for _ in range(4)]
-        views = [[buf[offsets[i]:offsets[i + 1]].reshape(p.shape)
-                  for i, p in enumerate(params)] for buf in buffers]
+        views = [fused.flat_views(buf, [p.shape for p in params])
+                 for buf in buffers]
         for param, m, v in zip(params, views[2], views[3]):
             param.update_rule.flat_m = m
             param.update_rule.flat_v = v
@@ -335,18 +334,7 @@ class FlatAdam(chainer.optimizers.Adam):
         something replaced them (e.g. a deserializer that made new arrays),
         keeping their values."""
         params, _, views, _ = self._flat
-        for param, p_view, m_view, v_view in zip(
-                params, views[0], views[2], views[3]):
-            if param.array is not p_view:
-                p_view[...] = param.array
-                param.array = p_view
-            rule = param.update_rule
-            if rule.state is None:
-                rule._init_states(param)
-            for key, view in (('m', m_view), ('v', v_view)):
-                if rule.state[key] is not view:
-                    view[...] = rule.state[key]
-                    rule.state[key] = view
+        fused.bind_to_buffers(params, views[0], views[2], views[3])
 
     def _flat_grad(self):
         """The gradients as one (N,) array: the array they already are

@@ -227,6 +227,39 @@ def backward(xp, dot, p, c, grads, g_rec, g_kl):
                  need_gx=False)
 
 
+# -- flat buffers -------------------------------------------------------------
+
+def flat_views(flat, shapes):
+    """Views of consecutive slices of the 1-D array ``flat``, one of each
+    shape in ``shapes``, in order (the fused code's layout of parameters,
+    gradients and Adam's moments)."""
+    views, start = [], 0
+    for shape in shapes:
+        size = int(numpy.prod(shape))
+        views.append(flat[start:start + size].reshape(shape))
+        start += size
+    return views
+
+
+def bind_to_buffers(params, param_views, m_views, v_views):
+    """Make each parameter's array and its Adam moments ``m`` and ``v`` the
+    given views of flat buffers, keeping their values, where something (a
+    setup, a deserializer) left them elsewhere."""
+    for param, p_view, m_view, v_view in zip(params, param_views, m_views,
+                                             v_views):
+        xp = _xp(p_view)
+        if param.array is not p_view:
+            p_view[...] = xp.asarray(param.array)
+            param.array = p_view
+        rule = param.update_rule
+        if rule.state is None:
+            rule._init_states(param)
+        for key, view in (('m', m_view), ('v', v_view)):
+            if rule.state[key] is not view:
+                view[...] = xp.asarray(rule.state[key])
+                rule.state[key] = view
+
+
 # -- Adam ----------------------------------------------------------------------
 
 def adam(xp, param, grad, m, v, t, hyper, keep=None):
