@@ -21,7 +21,7 @@ from vae.datasets import (FILES, DynamicBinarized, MNISTChecksumError,
                           MNISTFormatError, MNISTNotFoundError,
                           binarize_images, load_mnist, parse_idx)
 
-# Published counts of each digit 0..9 (shared/data/mnist/README.md).
+# Published counts of each digit 0..9 in the real MNIST.
 TRAIN_LABEL_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851,
                       5949]
 TEST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -65,8 +65,10 @@ def _assert_same(loaded, expected):
 
 # --- the real data ---------------------------------------------------------
 
-def test_real_data_as_the_article_uses_it(mnist):
-    train, test = mnist
+def test_real_data_as_the_article_uses_it(real_mnist):
+    """The real files: their published checksums (the loader verifies
+    them), sizes, label counts and pixel scale."""
+    train, test = real_mnist
     for split, n, counts in ((train, 60000, TRAIN_LABEL_COUNTS),
                              (test, 10000, TEST_LABEL_COUNTS)):
         assert split.images.shape == (n, 784)
