@@ -33,6 +33,7 @@ def gpu(monkeypatch):
         yield device
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize('transpose_a', [False, True])
 @pytest.mark.parametrize('transpose_b', [False, True])
 def test_cublas_dot_is_the_row_major_product(monkeypatch, transpose_a,
@@ -114,6 +115,7 @@ def step_and_model(device, batch=8, k=1, C=1.0, seed=0):
     return step, model, optimizer
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize('k,C', [(1, 1.0), (3, 0.5)])
 def test_a_fused_step_is_chainers_adam_step_bit_for_bit(gpu, images, k, C):
     step, model, _ = step_and_model(gpu, k=k, C=C)
@@ -142,6 +144,7 @@ def test_a_fused_step_is_chainers_adam_step_bit_for_bit(gpu, images, k, C):
     assert float(step.t) == 3 and bool(step.keep)
 
 
+@pytest.mark.numerics
 def test_a_non_finite_loss_freezes_the_step(gpu, images):
     step, model, _ = step_and_model(gpu)
     step.x[...] = images[0][:8]
@@ -159,6 +162,7 @@ def test_a_non_finite_loss_freezes_the_step(gpu, images):
     assert float(step.t) == 2 and int(step.iteration) == 4
 
 
+@pytest.mark.numerics
 def test_the_fused_evaluation_loss_is_get_loss_funcs(gpu, images):
     numpy.random.seed(0)
     model = VAE(784, 3, 16, 'softplus')
@@ -188,6 +192,7 @@ def log_of(out):
         return json.load(f)
 
 
+@pytest.mark.numerics
 def test_the_graph_path_trains_as_the_plain_one(tmp_path, monkeypatch, gpu,
                                                 images, capsys):
     replays = []
@@ -217,6 +222,7 @@ def test_the_graph_path_trains_as_the_plain_one(tmp_path, monkeypatch, gpu,
                                       atol=1e-5, err_msg=name)
 
 
+@pytest.mark.numerics
 def test_a_resumed_graph_run_equals_an_uninterrupted_one(
         tmp_path, monkeypatch, gpu, images):
     train(tmp_path / 'straight', images, gpu, cuda_graph=True)

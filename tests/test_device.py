@@ -106,6 +106,7 @@ def test_the_small_device_functions(gpu):
     assert type(array) is DeviceArray and type(back) is numpy.ndarray
 
 
+@pytest.mark.numerics
 def test_inference_moves_batches_there_and_results_back(gpu, images):
     numpy.random.seed(0)
     model = VAE(784, 2, 8, 'softplus')
@@ -149,6 +150,7 @@ def run_training(out, images, device, **overrides):
                           train_x, test_x, device, progress=False)
 
 
+@pytest.mark.numerics
 def test_training_on_the_device_writes_a_model_the_cpu_loads(
         tmp_path, gpu, images):
     model = run_training(tmp_path / 'run', images, gpu, epoch=1)
@@ -163,6 +165,7 @@ def test_training_on_the_device_writes_a_model_the_cpu_loads(
                                    for i in range(6)]
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize('reseeded', [True, False],
                          ids=['reseeded', 'not-reseeded'])
 def test_a_resumed_device_run_equals_an_uninterrupted_one(

@@ -145,6 +145,7 @@ def _iw_relative_sd(model, x, K, seed):
 
 # ------------------------------------------------------- pure functions
 
+@pytest.mark.numerics
 def test_log_bernoulli_matches_scipy_for_binary_and_continuous_x():
     rng = numpy.random.RandomState(0)
     logits = rng.normal(0, 5, (3, 4, 30))
@@ -172,6 +173,7 @@ def test_log_bernoulli_matches_scipy_for_binary_and_continuous_x():
                                   -nll.reshape(3, 4), rtol=1e-12)
 
 
+@pytest.mark.numerics
 def test_gaussian_log_densities_match_scipy():
     rng = numpy.random.RandomState(1)
     z = rng.normal(size=(5, 3))
@@ -186,6 +188,7 @@ def test_gaussian_log_densities_match_scipy():
         stats.multivariate_normal(numpy.zeros(3)).logpdf(z), rtol=1e-12)
 
 
+@pytest.mark.numerics
 def test_kl_standard_normal_matches_quadrature_and_chainer():
     mu = numpy.array([[0.3, -1.5]])
     ln_var = numpy.array([[-2.0, 0.7]])
@@ -217,6 +220,7 @@ def test_active_units_counts_dimensions_by_variance():
 
 # ------------------------------------------------------------------ ELBO
 
+@pytest.mark.numerics
 def test_elbo_equals_the_training_loss_with_the_same_noise(model_1d):
     model, _ = model_1d
     x = numpy.random.RandomState(5).random_sample((20, N_IN)).astype(
@@ -243,6 +247,7 @@ def test_elbo_equals_the_training_loss_with_the_same_noise(model_1d):
         pytest.approx(got['kl'], rel=1e-6)
 
 
+@pytest.mark.numerics
 def test_elbo_converges_to_the_exact_elbo(model_1d):
     model, x = model_1d
     exact, sd = exact_elbo(model, x)
@@ -259,6 +264,7 @@ def test_elbo_converges_to_the_exact_elbo(model_1d):
 
 # ----------------------------------------------------- importance sampling
 
+@pytest.mark.numerics
 def test_quadrature_reference_has_converged(model_1d, model_2d):
     model, x = model_1d
     numpy.testing.assert_allclose(exact_log_px(model, x, 4001),
@@ -296,6 +302,7 @@ def test_log_likelihood_converges_to_quadrature_2d(model_2d):
     assert sd.max() < 0.05
 
 
+@pytest.mark.numerics
 def test_estimates_rise_with_K_from_the_elbo_to_log_p(model_1d):
     """ELBO <= E[IW_K] <= E[IW_K'] <= log p(x) for K < K' (Burda et al.,
     Theorem 1), on averages over many independent estimates."""
@@ -322,6 +329,7 @@ def test_estimates_rise_with_K_from_the_elbo_to_log_p(model_1d):
     assert exact - elbo_exact > exact - means[-1]
 
 
+@pytest.mark.numerics
 def test_log_likelihood_is_the_log_mean_exp_of_the_weights(model_1d):
     model, x = model_1d
     numpy.random.seed(7)
@@ -337,15 +345,21 @@ def test_log_likelihood_is_the_log_mean_exp_of_the_weights(model_1d):
     assert (got > log_w.mean(0)).all()
 
 
-def test_chunked_and_unchunked_estimates_are_identical(model_1d):
+@pytest.mark.numerics
+def test_chunked_and_unchunked_estimates_agree(model_1d):
     model, x = model_1d
     results = []
     for chunk in (500, 37, 1):
         numpy.random.seed(11)
         results.append(evaluation.log_likelihood(
             model, x, K=500, chunk=chunk, batchsize=5, progress=False))
-    numpy.testing.assert_array_equal(results[0], results[1])
-    numpy.testing.assert_array_equal(results[0], results[2])
+    # The same noise, but products of other shapes: BLAS blocks a product by
+    # its shape and kernel, so the float32 log-weights may differ in their
+    # last bit (they did under OPENBLAS_CORETYPE=Haswell); relative 1e-6 is
+    # float32's rounding with room, far below the 1e-2 the estimates differ
+    # by between seeds.
+    numpy.testing.assert_allclose(results[1], results[0], rtol=1e-6)
+    numpy.testing.assert_allclose(results[2], results[0], rtol=1e-6)
     numpy.random.seed(12)
     other = evaluation.log_likelihood(model, x, K=500, batchsize=5,
                                       progress=False)
@@ -382,6 +396,7 @@ def test_gpu_estimates_agree_with_the_cpu(model_1d):
 
 # ---------------------------------------------------------------- script
 
+@pytest.mark.numerics
 def test_script_prints_a_table_and_writes_json(tmp_path, mnist_dir, mnist,
                                                capsys):
     numpy.random.seed(0)

@@ -74,6 +74,7 @@ def test_script_writes_the_two_files(exported):
         onnx.checker.check_model(str(out / name))
 
 
+@pytest.mark.numerics
 def test_encoder_matches_chainer_on_200_test_images(exported, model, images):
     sess = session(exported[0] / 'encoder.onnx')
     assert names(sess) == ([('x', ['batch', 784])],
@@ -88,6 +89,7 @@ def test_encoder_matches_chainer_on_200_test_images(exported, model, images):
     numpy.testing.assert_allclose(one[0], expected_mu[7], rtol=0, atol=1e-5)
 
 
+@pytest.mark.numerics
 def test_decoder_matches_chainer_on_their_means(exported, model, images):
     sess = session(exported[0] / 'decoder.onnx')
     assert names(sess) == ([('z', ['batch', 3])], [('probs', ['batch', 784])])
@@ -131,6 +133,7 @@ def test_each_file_holds_only_its_own_weights_as_constants(exported, model):
         assert [i.name for i in graph.input] in (['x'], ['z'])
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize('activation', sorted(ACTIVATIONS))
 def test_every_activation_exports(activation, images, tmp_path):
     numpy.random.seed(1)

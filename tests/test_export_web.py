@@ -185,6 +185,7 @@ def test_export_writes_one_self_contained_page(page2d, page2d_half):
     assert half_path.stat().st_size < path.stat().st_size
 
 
+@pytest.mark.numerics
 def test_embedded_arrays_are_the_models_and_the_test_sets(model2d, page2d,
                                                           test_set):
     import base64
@@ -206,6 +207,7 @@ def test_embedded_arrays_are_the_models_and_the_test_sets(model2d, page2d,
     assert data['palette'][9] == '#ff0000'  # at 1: red
 
 
+@pytest.mark.numerics
 def test_float16_error_is_that_of_rounded_weights(model2d):
     z = random_z(2, seed=5)
     twin = web.with_float16_decoder(model2d)
@@ -258,6 +260,7 @@ def test_bad_out_is_a_one_line_error(tmp_path, model3d):
 
 # ------------------------------------------------------------ the decoder
 
+@pytest.mark.numerics
 def test_page_decoder_equals_chainer(driver, page2d, model2d):
     load(driver, page2d[0])
     z = random_z(2)
@@ -270,6 +273,7 @@ def test_page_decoder_equals_chainer(driver, page2d, model2d):
                                   logits, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.numerics
 def test_float16_page_decoder_is_within_its_stated_error(driver, page2d_half,
                                                          model2d):
     load(driver, page2d_half[0])

@@ -18,6 +18,8 @@ from vae import fast
 from vae.net import VAE
 from vae.serialization import load_model
 
+pytestmark = pytest.mark.numerics  # every test here compares numbers
+
 train_script = load_script('train')
 
 SMALL = ['--test', '--n-hidden', '64', '-z', '3', '--no-progress']

@@ -175,6 +175,7 @@ def test_uint8_and_upscale():
                                                      numpy.ones((3, 3))))
 
 
+@pytest.mark.numerics
 def test_unroll_swiss_roll_recovers_the_generating_coordinates():
     from sklearn.datasets import make_swiss_roll
     points, t = make_swiss_roll(200, noise=0.0, random_state=0)
@@ -191,6 +192,7 @@ def image_data(ax):
     return numpy.asarray(ax.images[0].get_array())
 
 
+@pytest.mark.numerics
 def test_reconstruction_grid_pairs_inputs_with_reconstructions(model2d,
                                                                encoded):
     x = encoded[0][:10]
@@ -241,6 +243,7 @@ def test_latent_scatter_arrow_runs_between_the_class_means(encoded):
                                arrow=(0, 7))
 
 
+@pytest.mark.numerics
 def test_latent_map_centres_each_tile_on_its_z():
     n, extent = 5, (-2.0, 2.0)
     z = figures.latent_grid(n, extent)  # (25, 2)
@@ -267,6 +270,7 @@ def test_latent_map_centres_each_tile_on_its_z():
         figures.latent_map(tiles[:24])
 
 
+@pytest.mark.numerics
 def test_frame_sheet_titles_each_frame_with_its_t(model2d, encoded):
     _, labels, mu = encoded
     z_start, z_end = mu[figures.first_of_each_class(labels, (0, 7))]
@@ -286,6 +290,7 @@ def test_frame_sheet_titles_each_frame_with_its_t(model2d, encoded):
     assert fig.axes[9].get_subplotspec().colspan.start == 0
 
 
+@pytest.mark.numerics
 def test_prior_samples_is_one_grid_image(model2d):
     z = numpy.random.RandomState(0).standard_normal((100, 2))
     images = inference.decode(model2d, z)
@@ -352,6 +357,7 @@ def test_swiss_roll_frames_turn_the_view():
 
 # -------------------------------------------------------------------- GIFs
 
+@pytest.mark.numerics
 def test_interpolation_gif_has_81_frames_of_112_pixels(tmp_path, model2d,
                                                        encoded):
     _, labels, mu = encoded
@@ -371,6 +377,7 @@ def test_interpolation_gif_has_81_frames_of_112_pixels(tmp_path, model2d,
     assert os.listdir(tmp_path) == ['vae_0to7_dim_2.gif']  # no temp left
 
 
+@pytest.mark.numerics
 def test_all_pairs_gif_plays_80_frames_of_10x10_montages(tmp_path, model2d,
                                                          encoded):
     _, labels, mu = encoded

@@ -66,6 +66,7 @@ def test_xavier_fills_cupy_arrays_with_cupy():
     assert float(w.var()) == pytest.approx(2.0 / 700, rel=0.05)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize('k', [1, 3])
 def test_loss_and_every_gradient_equal_the_cpus(fixed_noise, k):
     import cupy
@@ -100,6 +101,7 @@ def test_one_adam_step_equals_the_cpus(fixed_noise):
         assert_close(param.array, params[name].array, name=name)
 
 
+@pytest.mark.numerics
 def test_evaluation_estimates_equal_the_cpus(fixed_noise):
     import cupy
     cpu, gpu = models(n_in=784, n_latent=2, n_h=32)
@@ -120,6 +122,7 @@ def train_small(out, mnist_dir, *extra):
          '0', '--data-dir', mnist_dir, '-o', str(out)] + list(extra))
 
 
+@pytest.mark.numerics
 def test_train_on_the_gpu_writes_a_model_the_cpu_evaluates_alike(
         tmp_path, mnist, mnist_dir, fixed_noise):
     import cupy
@@ -137,6 +140,7 @@ def test_train_on_the_gpu_writes_a_model_the_cpu_evaluates_alike(
     assert losses[1] == pytest.approx(losses[0], rel=1e-4)
 
 
+@pytest.mark.numerics
 def test_a_resumed_gpu_run_equals_an_uninterrupted_one(
         tmp_path, mnist_dir, monkeypatch):
     train_small(tmp_path / 'straight', mnist_dir, '-e', '3')
@@ -185,6 +189,7 @@ def test_cublas_dot_equals_cupy_dot():
                          rtol=1e-5)
 
 
+@pytest.mark.numerics
 @needs_nvmath
 def test_graph_replays_equal_eager_steps(mnist):
     import chainer
@@ -224,6 +229,7 @@ def test_graph_replays_equal_eager_steps(mnist):
     assert float(steps[1].t) == 20
 
 
+@pytest.mark.numerics
 @needs_nvmath
 def test_the_graph_path_trains_as_the_plain_path(tmp_path, mnist_dir):
     logs = []
@@ -237,6 +243,7 @@ def test_the_graph_path_trains_as_the_plain_path(tmp_path, mnist_dir):
             assert b[key] == pytest.approx(a[key], rel=1e-4), (a, b)
 
 
+@pytest.mark.numerics
 @needs_nvmath
 def test_a_resumed_graph_run_equals_an_uninterrupted_one(
         tmp_path, mnist_dir, monkeypatch):

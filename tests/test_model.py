@@ -8,6 +8,8 @@ from chainer import gradient_check
 from vae import VAE, Xavier
 from vae.initializers import xavier_bound
 
+pytestmark = pytest.mark.numerics  # every test here compares numbers
+
 
 def softplus(a):
     return numpy.logaddexp(0.0, a)
@@ -115,6 +117,7 @@ def test_decode_sigmoid_flag():
     assert logits.min() < 0 or logits.max() > 1  # logits, not probabilities
     x = numpy.random.rand(5, 12).astype(numpy.float32)
     mu, _ = model.encode(x)
+    # exact: __call__ runs the very operations of encode, then decode
     numpy.testing.assert_array_equal(model(x).array, model.decode(mu).array)
     numpy.testing.assert_array_equal(model(x, sigmoid=False).array,
                                      model.decode(mu, sigmoid=False).array)

@@ -245,6 +245,7 @@ def article_file(path, model):
     return path
 
 
+@pytest.mark.numerics
 def test_the_articles_own_model_files_load(tmp_path, mnist_dir, capsys):
     numpy.random.seed(0)
     model = VAE(784, 2, 8, 'softplus')
@@ -266,7 +267,7 @@ def test_the_articles_own_model_files_load(tmp_path, mnist_dir, capsys):
         result = json.loads(out.read_text())
         results.append({k: result[k] for k in (
             'neg_elbo', 'neg_log_likelihood', 'active_units')})
-    assert results[0] == results[1]
+    assert results[0] == results[1]  # exact: the same weights, seed, steps
     assert plot_latent.main(['--model', str(theirs), '--data-dir', mnist_dir,
                              '--only', 'reconstruction', '--no-progress',
                              '--out', str(tmp_path / 'figs')]) == 0
@@ -275,7 +276,7 @@ def test_the_articles_own_model_files_load(tmp_path, mnist_dir, capsys):
     plain = VAE(784, 2, 8, 'softplus')
     chainer.serializers.load_npz(str(ours), plain)
     for (name, a), (_, b) in zip(sorted(plain.namedparams()),
-                                 sorted(model.namedparams())):
+                                 sorted(model.namedparams())):  # copies
         numpy.testing.assert_array_equal(a.array, b.array, err_msg=name)
 
 

@@ -28,6 +28,7 @@ def params_of(model):
     return {name: param.array.copy() for name, param in model.namedparams()}
 
 
+@pytest.mark.numerics
 def test_two_epochs_write_every_output(tmp_path, mnist_dir, capsys):
     out = tmp_path / 'run'
     assert run(out, mnist_dir, '-e', '2') == 0
@@ -56,6 +57,7 @@ def test_two_epochs_write_every_output(tmp_path, mnist_dir, capsys):
     assert 'validation/main/loss' in printed
 
 
+@pytest.mark.numerics
 def test_model_file_rebuilds_the_trained_model(tmp_path, mnist_dir):
     out = tmp_path / 'run'
     run(out, mnist_dir, '-e', '1')
@@ -63,11 +65,12 @@ def test_model_file_rebuilds_the_trained_model(tmp_path, mnist_dir):
     assert (model.n_in, model.n_latent, model.n_h, model.activation) == (
         784, 3, 64, 'softplus')
     with numpy.load(out / 'snapshot_epoch_1') as snap:
-        for name, param in model.namedparams():
+        for name, param in model.namedparams():  # exact: copies of one array
             numpy.testing.assert_array_equal(
                 param.array, snap['updater/model:main' + name])
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize('data', [[], ['--binarize', 'dynamic']],
                          ids=['continuous', 'dynamic-binarization'])
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(
@@ -84,6 +87,8 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(
     assert not (resumed / 'snapshot_epoch_3').exists()
     run(resumed, mnist_dir, '-e', '3', *data)  # the same command again
 
+    # exact: the resumed run repeats the same steps, on the same shapes, the
+    # same noise and the same BLAS threads, as the uninterrupted one
     a = params_of(load_model(straight / 'model.npz'))
     b = params_of(load_model(resumed / 'model.npz'))
     for name in a:
