@@ -51,6 +51,9 @@ setup(
         # vae/cuda_graph.py: cuBLAS through NVIDIA's bindings, which a CUDA
         # graph can capture (CuPy refuses its own cuBLAS calls then)
         "gpu-graph": ["nvmath-python>=1.0"],
+        # scripts/benchmark.py times a PyTorch twin of the network beside
+        # the Chainer paths where PyTorch is installed (never required)
+        "torch": ["torch>=2"],
         "onnx": ONNX,
         "web": WEB,
         # Several processes (scripts/train.py --communicator, README

@@ -19,6 +19,16 @@ reaches. Timed blocks of steps alternate between the paths and the GEMMs, so
 that the load of other processes drifts over all of them alike: compare
 within one run, and read the ratios rather than the absolute values.
 
+At batch 100 (50 with --quick) it also splits a fast step, in the same
+rounds: its matrix products alone, its loss node's arithmetic alone (the
+element-wise passes are the difference), Adam's update alone, and the rest
+(the per-step machinery); and it times the evaluator's pass over the test
+set that train.py makes every epoch (configs/default.json's k_test). Where
+PyTorch is installed (the torch extra), a PyTorch twin of the network (same
+layers, softplus, loss and Adam) is timed in the same rounds, and the fast
+path's speed is given as a multiple of its. The header names NumPy's BLAS
+and its kernel, with a note where the kernel is a generic one.
+
 FLOPs are counted from the layer sizes (:func:`flops_per_sample`); data are
 random images of MNIST's shape, which cost what real ones do. Peak memory is
 the tracemalloc peak (NumPy reports its buffers to it) over a few steps, from
@@ -45,8 +55,9 @@ import time
 import tracemalloc
 
 from vae import cli  # vae before anything imports chainer (vae/_compat.py)
+from vae import config as config_lib
 from vae import device as device_lib
-from vae import distributed, net, training
+from vae import distributed, fast, fused, net, training
 from vae.atomic import output_file, write_text
 
 import chainer  # NOQA: E402
@@ -64,8 +75,14 @@ PATHS = ('plain', 'fast')
 GPU_PATHS = ('plain', 'fused-eager', 'graph')
 
 FULL = dict(batch_sizes=(50, 100, 200, 500), rounds=5, steps=None,
-            warmup=5, square=2048)
-QUICK = dict(batch_sizes=(50,), rounds=3, steps=3, warmup=1, square=512)
+            warmup=5, square=2048, split_batch=100, test_images=10000)
+QUICK = dict(batch_sizes=(50,), rounds=3, steps=3, warmup=1, square=512,
+             split_batch=50, test_images=200)
+#: Images in MNIST's test set, which train.py's evaluator passes over at
+#: the end of every epoch.
+TEST_SET = 10000
+#: What the benchmark's JSON keeps of threadpoolctl's record of a BLAS.
+BLAS_KEYS = ('internal_api', 'version', 'architecture', 'num_threads')
 #: Images in a timed block of steps when --steps is not given.
 STEP_SAMPLES = 6000
 #: The same for --ranks, whose every block is an MPI job of its own.
@@ -176,12 +193,107 @@ class Steps(object):
         else:
             self._updater = chosen.make_updater(iterator, chosen.optimizer,
                                                 0, 1.0, 1)
+        self.optimizer = chosen.optimizer
+        self.make_loss_func = chosen.make_loss_func
         self._reporter = chainer.Reporter()
         self._reporter.add_observer('main', self.model)
 
     def step(self):
         with self._reporter.scope({}):
             self._updater.update()
+
+
+class TorchSteps(object):
+    """Training steps of a PyTorch twin of the network: the same layers,
+    activation, loss (k = 1) and Adam (PyTorch's defaults are Chainer's),
+    on shuffled minibatches of ``data``; written as a PyTorch user would."""
+
+    def __init__(self, torch, batch, data):
+        torch.manual_seed(0)
+        self._torch = torch
+        self.layers = {name: torch.nn.Linear(n_in, n_out) for name, n_in, n_out
+                       in net.layer_sizes(**SIZES)}
+        self.optimizer = torch.optim.Adam(
+            [p for layer in self.layers.values() for p in layer.parameters()],
+            lr=0.001)
+        self._data = torch.from_numpy(data)
+        self._batch = batch
+        self._order, self._next = None, len(data)
+
+    def loss(self, x, eps=None):
+        """The negative ELBO of the batch ``x``, as vae.net computes it,
+        with the noise ``eps`` (drawn when not given)."""
+        f = self._torch.nn.functional
+        layer = self.layers
+        h = f.softplus(layer['le2'](f.softplus(layer['le1'](x))))
+        mu, ln_var = layer['le3_mu'](h), layer['le3_ln_var'](h)
+        if eps is None:
+            eps = self._torch.randn_like(mu)
+        z = mu + self._torch.exp(0.5 * ln_var) * eps
+        logits = layer['ld3'](f.softplus(layer['ld2'](f.softplus(
+            layer['ld1'](z)))))
+        reconstr = f.binary_cross_entropy_with_logits(
+            logits, x, reduction='sum') / len(x)
+        kl = 0.5 * (mu * mu + ln_var.exp() - ln_var - 1).sum() / len(x)
+        return reconstr + kl
+
+    def step(self):
+        if self._next + self._batch > len(self._data):  # a new epoch
+            self._order = self._torch.randperm(len(self._data))
+            self._next = 0
+        x = self._data[self._order[self._next:self._next + self._batch]]
+        self._next += self._batch
+        self.optimizer.zero_grad()
+        loss = self.loss(x)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()  # as the updater reads the loss (its NaN guard)
+
+
+def import_torch():
+    """PyTorch, or None where it is not installed (the ``torch`` extra)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def fused_pass(model, x, k=1, C=1.0):
+    """One forward and backward of the fast path's loss node without
+    Chainer around it: the noise, then :func:`vae.fused.forward` and
+    :func:`vae.fused.backward` into a flat gradient buffer, as
+    :class:`vae.fast.VAELoss` calls them."""
+    names = fast.param_names(model)
+    params = dict((name, p.array) for name, p in model.namedparams())
+    flat = numpy.empty(sum(params[n].size for n in names), numpy.float32)
+    grads = dict(zip(names, fused.flat_views(
+        flat, [params[n].shape for n in names])))
+
+    def run():
+        eps = device_lib.standard_normal(
+            numpy, (k * len(x), model.n_latent), numpy.float32)
+        cache = fused.forward(numpy, numpy.dot, params, x, eps,
+                              model.activation, k, C)[-1]
+        fused.backward(numpy, numpy.dot, params, cache, grads,
+                       numpy.float32(1), numpy.float32(C))
+    return run
+
+
+def evaluation_pass(trainer, images, batch, k_test):
+    """One pass of train.py's evaluator (Chainer's Evaluator with the
+    path's loss at ``k_test`` samples) over ``images``."""
+    iterator = chainer.iterators.SerialIterator(images, batch, repeat=False,
+                                                shuffle=False)
+    evaluator = chainer.training.extensions.Evaluator(
+        iterator, trainer.model,
+        eval_func=trainer.make_loss_func(C=1.0, k=k_test))
+    reporter = chainer.Reporter()  # the trainer's, which it reports to
+
+    def run():
+        with reporter.scope({}):
+            evaluator()
+    return run
 
 
 def peak_memory(path, batch, data, device, steps):
@@ -204,13 +316,20 @@ def peak_memory(path, batch, data, device, steps):
     return pool.total_bytes()
 
 
-def benchmark(device, batch_sizes, rounds, steps, warmup, square, paths):
+def benchmark(device, batch_sizes, rounds, steps, warmup, square, paths,
+              split_batch=None, test_images=TEST_SET, torch=None):
     """Measures every path at every batch size on ``device``.
+
+    With ``torch`` (the module), a PyTorch twin of the network is timed in
+    the same rounds (on the CPU). At ``split_batch``, the parts of a fast
+    step are timed in the same rounds too (:func:`split_of_step`), and one
+    pass of the evaluator over ``test_images`` images.
 
     Returns:
         dict: ``square_gflops`` and ``rows``, one dict per (batch, path)
         with s/step, s/epoch, samples/s, GFLOP/s, the step-GEMM rate and
-        the fractions of both GEMM rates, and the peak memory.
+        the fractions of both GEMM rates, and the peak memory; ``split``
+        where it was timed.
     """
     xp = device.xp
 
@@ -225,41 +344,109 @@ def benchmark(device, batch_sizes, rounds, steps, warmup, square, paths):
         data = rng.random_sample(
             ((n_steps + warmup + 1) * batch, SIZES['n_in'])).astype(
                 numpy.float32)
-        gemms = step_gemms(xp, batch, **SIZES)
         trainers = {}
         for path in paths:
             try:
                 trainers[path] = Steps(path, batch, data, device)
             except Unavailable as e:
                 print('note: %s; not timed' % e, file=sys.stderr)
-        paths = [path for path in paths if path in trainers]
+        if torch is not None and device_lib.is_cpu(device):
+            trainers['pytorch'] = TorchSteps(torch, batch, data)
+        timed = {'gemm': step_gemms(xp, batch, **SIZES)}
+        timed.update((path, t.step) for path, t in trainers.items())
+        split = batch == split_batch and 'fast' in trainers
+        if split:
+            timed.update(split_parts(trainers['fast'], data[:batch],
+                                     test_images))
         for trainer in trainers.values():
             for _ in range(warmup):
                 trainer.step()
-        gemms()
-        times = {name: [] for name in ['gemm'] + paths}
-        for _ in range(rounds):
-            times['gemm'].append(time_block(gemms, n_steps, sync))
-            for path in paths:
-                times[path].append(
-                    time_block(trainers[path].step, n_steps, sync))
-        gemm_rate = flops * batch / statistics.median(times['gemm']) / 1e9
-        for path in paths:
-            step = statistics.median(times[path])
+        for func in timed.values():
+            func()
+        times = {name: [] for name in timed}
+        for _ in range(rounds):  # every item once a round: drift hits all
+            for name, func in timed.items():
+                repeat = 1 if name == 'test loss' else n_steps
+                times[name].append(time_block(func, repeat, sync))
+        median = {name: statistics.median(t) for name, t in times.items()}
+        gemm_rate = flops * batch / median['gemm'] / 1e9
+        for path in trainers:
+            step = median[path]
             rate = flops * batch / step / 1e9
             row = {
                 'batch': batch, 'path': path, 'steps': n_steps,
                 'rounds': rounds, 's_per_step': step,
+                'all_s_per_step': times[path],
                 's_per_epoch': step * EPOCH / batch,
                 'samples_per_s': batch / step, 'gflops': rate,
                 'step_gemm_gflops': gemm_rate,
                 'fraction_of_step_gemm': rate / gemm_rate,
                 'fraction_of_square_gemm': rate / result['square_gflops'],
-                'peak_memory_bytes': peak_memory(
-                    path, batch, data, device, max(2, warmup)),
+                'peak_memory_bytes': None if path == 'pytorch' else
+                peak_memory(path, batch, data, device, max(2, warmup)),
             }
             result['rows'].append(row)
+        if split:
+            result['split'] = split_of_step(batch, median, test_images)
     return result
+
+
+def split_parts(trainer, x, test_images):
+    """The parts of a fast step that are timed alone, besides the matrix
+    products: the fused loss's arithmetic on ``x``, Adam's update, and the
+    evaluator's pass over ``test_images`` random images."""
+    images = numpy.random.RandomState(1).random_sample(
+        (test_images, SIZES['n_in'])).astype(numpy.float32)
+    return {'loss node': fused_pass(trainer.model, x),
+            'adam': trainer.optimizer.update,
+            'test loss': evaluation_pass(trainer, images, len(x),
+                                         config_lib.defaults()['k_test'])}
+
+
+def split_of_step(batch, median, test_images):
+    """Where a fast step's time goes, from the medians (seconds) of the
+    step, its matrix products alone, its loss node's arithmetic alone, Adam
+    alone and the evaluator; the element-wise passes and the per-step
+    machinery (iterator, converter, updater, reporter, Chainer's node) are
+    the differences."""
+    step, node = median['fast'], median['loss node']
+    defaults = config_lib.defaults()
+    test_epoch = median['test loss'] * TEST_SET / test_images
+    split = {'batch': batch, 'step_s': step, 'products_s': median['gemm'],
+             'elementwise_s': node - median['gemm'], 'adam_s': median['adam'],
+             'machinery_s': step - node - median['adam'],
+             'train_s_per_epoch': step * EPOCH / batch,
+             'test_loss_s_per_epoch': test_epoch,
+             'k_test': defaults['k_test']}
+    if batch == defaults['batchsize']:
+        split['default_run_s'] = defaults['epoch'] * (
+            split['train_s_per_epoch'] + test_epoch)
+        split['default_epochs'] = defaults['epoch']
+    return split
+
+
+def format_split(split):
+    """The split of :func:`split_of_step` as lines of text."""
+    ms = [('matrix products (the same shapes, alone)', split['products_s']),
+          ('element-wise passes (loss node alone - products)',
+           split['elementwise_s']),
+          ("Adam (FlatAdam's one pass)", split['adam_s']),
+          ('per-step machinery (step - loss node - Adam)',
+           split['machinery_s'])]
+    lines = ['a fast step at batch %d: %.2f ms' % (split['batch'],
+                                                   1e3 * split['step_s'])]
+    lines += ['  %-50s %6.2f ms  %3.0f %%' % (name, 1e3 * s,
+                                              100 * s / split['step_s'])
+              for name, s in ms]
+    lines.append('test loss each epoch (%d images, k = %d): %.2f s, beside '
+                 '%.2f s of training' % (TEST_SET, split['k_test'],
+                                         split['test_loss_s_per_epoch'],
+                                         split['train_s_per_epoch']))
+    if 'default_run_s' in split:
+        lines.append('configs/default.json (%d epochs): about %.0f min '
+                     '(fast path, with its test loss)'
+                     % (split['default_epochs'], split['default_run_s'] / 60))
+    return '\n'.join(lines)
 
 
 COLUMNS = (  # (header, cell text from a row)
@@ -273,7 +460,8 @@ COLUMNS = (  # (header, cell text from a row)
     ('of square', lambda r: '%.0f %%'
      % (100 * r['fraction_of_square_gemm'])),
     ('speed-up', lambda r: '%.2fx' % r['speedup']),
-    ('peak MB', lambda r: '%.1f' % (r['peak_memory_bytes'] / 2.0 ** 20)),
+    ('peak MB', lambda r: '-' if r['peak_memory_bytes'] is None
+     else '%.1f' % (r['peak_memory_bytes'] / 2.0 ** 20)),
 )
 
 
@@ -290,14 +478,37 @@ def format_table(result):
     widths = [max(len(x) for x in col) for col in zip(headers, *rows)]
     lines = ['  '.join(x.rjust(w) for x, w in zip(line, widths))
              for line in [headers] + rows]
-    return '\n'.join(
-        ['device: %s; float32 %d^3 GEMM: %.1f GFLOP/s; %.2f MFLOP per '
-         'example (matrix products)'
-         % (result['device'], result['square_n'], result['square_gflops'],
-            result['flops_per_sample'] / 1e6)] + lines
-        + ['GEMM GFLOP/s: the rate of one step\'s matrix products alone; '
-           'of GEMM, of square: the share of that rate and of the square '
-           'product\'s that training reaches; speed-up: over plain'])
+    head = ['device: %s; float32 %d^3 GEMM: %.1f GFLOP/s; %.2f MFLOP per '
+            'example (matrix products)'
+            % (result['device'], result['square_n'], result['square_gflops'],
+               result['flops_per_sample'] / 1e6)]
+    if 'blas' in result:
+        head.append('BLAS: %s' % device_lib.describe_blas(result['blas']))
+    if 'torch' in result:
+        head.append('PyTorch twin: PyTorch %s' % result['torch'])
+    if result.get('blas_note'):
+        head.append('note: %s' % result['blas_note'])
+    tail = ['GEMM GFLOP/s: the rate of one step\'s matrix products alone; '
+            'of GEMM, of square: the share of that rate and of the square '
+            'product\'s that training reaches; speed-up: over plain']
+    tail += torch_ratios(result['rows'])
+    if 'split' in result:
+        tail.append(format_split(result['split']))
+    return '\n'.join(head + lines + tail)
+
+
+def torch_ratios(rows):
+    """A line per batch size timed on both the fast path and PyTorch: the
+    fast path's speed as a multiple of PyTorch's."""
+    step = {(r['batch'], r['path']): r['s_per_step'] for r in rows}
+    return ['batch %d: fast path at %.2fx the speed of PyTorch (%.2f vs '
+            '%.2f s/epoch; 1.2x would be %.2f s/epoch)'
+            % (batch, step[batch, 'pytorch'] / step[batch, 'fast'],
+               step[batch, 'fast'] * EPOCH / batch,
+               step[batch, 'pytorch'] * EPOCH / batch,
+               step[batch, 'pytorch'] * EPOCH / batch / 1.2)
+            for batch, path in step
+            if path == 'pytorch' and (batch, 'fast') in step]
 
 
 
@@ -422,6 +633,9 @@ def build_parser():
     p.add_argument('--quick', action='store_true',
                    help='a smoke run: %d steps, batch %d, small square GEMM'
                    % (QUICK['steps'], QUICK['batch_sizes'][0]))
+    p.add_argument('--no-torch', dest='torch', action='store_false',
+                   help='leave out the PyTorch twin (timed on the CPU '
+                   'where PyTorch is installed: the torch extra)')
     p.add_argument('--json', metavar='FILE',
                    help='also write the results to FILE (JSON)')
     p.add_argument('--ranks', type=cli.positive_int, nargs='+',
@@ -467,10 +681,19 @@ def main(argv=None):
             runs.append((device_lib.get_device(args.gpu), GPU_PATHS))
     except (device_lib.DeviceError, OSError) as e:
         sys.exit('error: %s' % e)
+    torch = import_torch() if args.torch else None
     results = []
     for device, paths in runs:
-        result = benchmark(device, paths=paths, **preset)
+        result = benchmark(device, paths=paths, torch=torch, **preset)
         result['device'] = device_lib.describe(device)
+        if device_lib.is_cpu(device):
+            result['blas'] = [
+                {key: info.get(key) for key in BLAS_KEYS}
+                for info in device_lib.numpy_blas()]
+            result['blas_note'] = device_lib.blas_note()
+        if torch is not None:
+            result['torch'] = '%s, %d threads' % (torch.__version__,
+                                                  torch.get_num_threads())
         results.append(result)
         print(format_table(result), flush=True)
     if json_path:

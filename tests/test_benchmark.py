@@ -59,16 +59,19 @@ def test_quick_run_prints_a_sane_table(tmp_path, capsys):
     assert 'samples/s' in printed and 'of GEMM' in printed
     assert 'float32 512^3 GEMM' in printed
     lines = [line.split() for line in printed.splitlines()]
+    # the PyTorch twin where PyTorch is installed (the torch extra)
+    paths = ['plain', 'fast'] + (['pytorch'] if benchmark.import_torch()
+                                 else [])
     assert [line[:2] for line in lines if line[0] == '50'] == [
-        ['50', 'plain'], ['50', 'fast']]
+        ['50', path] for path in paths]
 
     (result,) = json.loads(path.read_text())
     assert result['flops_per_sample'] == 7100000
     assert result['square_gflops'] > 0
     rows = result['rows']
     assert [(r['batch'], r['path']) for r in rows] == [
-        (50, 'plain'), (50, 'fast')]
-    for r in rows:
+        (50, path) for path in paths]
+    for r in rows[:2]:
         assert r['samples_per_s'] > 0 and r['s_per_epoch'] > 0
         assert r['s_per_epoch'] == pytest.approx(
             60000 / r['samples_per_s'])
@@ -76,3 +79,67 @@ def test_quick_run_prints_a_sane_table(tmp_path, capsys):
         assert r['fraction_of_square_gemm'] > 0
         # the article's network alone is 1.3 M parameters (5 MB)
         assert 5e6 < r['peak_memory_bytes'] < 1e9
+
+
+def test_quick_run_names_the_blas_and_splits_the_step(tmp_path, capsys):
+    path = tmp_path / 'bench.json'
+    assert benchmark.main(['--quick', '--no-torch', '--json', str(path)]) == 0
+    printed = capsys.readouterr().out
+    (result,) = json.loads(path.read_text())
+    (blas,) = result['blas'][:1]
+    assert 'BLAS: ' in printed and '%s kernel' % blas['architecture'] in printed
+    assert blas['version'] in printed
+    assert 'pytorch' not in [r['path'] for r in result['rows']]
+    split = result['split']
+    assert split['batch'] == 50 and split['k_test'] == 10
+    # the parts add up to the step: two of them are differences
+    assert split['products_s'] + split['elementwise_s'] + split['adam_s'] \
+        + split['machinery_s'] == pytest.approx(split['step_s'])
+    assert split['products_s'] > 0 and split['adam_s'] > 0
+    assert split['test_loss_s_per_epoch'] > 0
+    assert 'default_run_s' not in split  # batch 50 is not the default's
+    assert 'matrix products (the same shapes, alone)' in printed
+    assert 'test loss each epoch (10000 images, k = 10)' in printed
+
+
+def test_the_split_and_the_ratio_in_words():
+    split = {'batch': 100, 'step_s': 0.010, 'products_s': 0.006,
+             'elementwise_s': 0.002, 'adam_s': 0.001, 'machinery_s': 0.001,
+             'train_s_per_epoch': 6.0, 'test_loss_s_per_epoch': 1.5,
+             'k_test': 10, 'default_run_s': 750.0, 'default_epochs': 100}
+    text = benchmark.format_split(split)
+    assert 'a fast step at batch 100: 10.00 ms' in text
+    assert ' 60 %' in text and '1.50 s, beside 6.00 s of training' in text
+    assert 'configs/default.json (100 epochs): about 12 min' in text
+    rows = [{'batch': 100, 'path': path, 's_per_step': step}
+            for path, step in [('plain', 0.02), ('fast', 0.01),
+                               ('pytorch', 0.012)]]
+    assert benchmark.torch_ratios(rows) == [
+        'batch 100: fast path at 1.20x the speed of PyTorch (6.00 vs '
+        '7.20 s/epoch; 1.2x would be 6.00 s/epoch)']
+    assert benchmark.torch_ratios(rows[:2]) == []
+
+
+def test_the_pytorch_twin_computes_the_same_loss():
+    torch = pytest.importorskip('torch')
+    from vae.net import VAE
+    import chainer
+    data = numpy.random.RandomState(0).rand(8, 784).astype(numpy.float32)
+    twin = benchmark.TorchSteps(torch, 4, data)
+    numpy.random.seed(0)
+    model = VAE(act_func=benchmark.ACTIVATION, **benchmark.SIZES)
+    with torch.no_grad():
+        for name, layer in twin.layers.items():
+            link = getattr(model, name)
+            layer.weight.copy_(torch.from_numpy(link.W.array))
+            layer.bias.copy_(torch.from_numpy(link.b.array))
+    eps = numpy.random.RandomState(1).standard_normal(
+        (8, benchmark.SIZES['n_latent'])).astype(numpy.float32)
+    mu, ln_var = model.encode(data)
+    z = mu + chainer.functions.exp(ln_var * 0.5) * eps
+    expected = (chainer.functions.bernoulli_nll(
+        data, model.decode(z, sigmoid=False))
+        + chainer.functions.gaussian_kl_divergence(mu, ln_var)) / 8
+    got = twin.loss(torch.from_numpy(data), torch.from_numpy(eps)).item()
+    assert got == pytest.approx(float(expected.array), rel=1e-5)
+    assert twin.step() > 0

@@ -199,6 +199,102 @@ def capture(device, stream, func):
     return lambda: graph.launch(stream)
 
 
+#: OpenBLAS's kernels for x86 CPUs without AVX (threadpoolctl's
+#: ``architecture``, compared in lower case): what OpenBLAS runs where it
+#: does not know the CPU. ``Prescott`` is its fallback for an unknown CPU
+#: (NumPy 1.26's OpenBLAS 0.3.23 picks it on some current Intel CPUs),
+#: ``Nehalem`` and ``Core2`` those for unknown Intel models without AVX in
+#: some versions, ``Generic`` the plain C kernel of a build without x86
+#: kernels (and BLIS's generic configuration); the others are the kernels
+#: of CPUs older than AVX (NumPy 2.4's OpenBLAS 0.3.31 names a forced
+#: Prescott or Core2 ``Katmai``). All use 128-bit SSE: on a CPU with AVX2 (256-bit
+#: FMA) a product runs at a third to a half of its speed or less.
+#: ``Sandybridge`` (AVX without FMA) and the Bulldozer family are left
+#: out: real kernels of AVX machines, which one may choose on purpose
+#: (``make test-kernels`` runs the numerical tests under Sandybridge).
+GENERIC_KERNELS = frozenset(name.lower() for name in (
+    'Generic', 'Unknown', 'Prescott', 'Katmai', 'Coppermine', 'Northwood',
+    'Banias', 'Core2', 'Penryn', 'Dunnington', 'Nehalem', 'Atom', 'Nano',
+    'Athlon', 'Opteron', 'Opteron_SSE3', 'Barcelona', 'Bobcat'))
+
+_BLAS_NAMES = {'openblas': 'OpenBLAS', 'mkl': 'MKL', 'blis': 'BLIS',
+               'flexiblas': 'FlexiBLAS'}
+
+
+def numpy_blas():
+    """threadpoolctl's records (dicts) of the BLAS that NumPy calls: the
+    one NumPy's wheel bundles (loaded from beside NumPy), or every BLAS
+    loaded where none lies there (a NumPy linked to the system's)."""
+    import threadpoolctl
+    blas = [info for info in threadpoolctl.threadpool_info()
+            if info.get('user_api') == 'blas']
+    site = os.path.dirname(os.path.dirname(os.path.abspath(numpy.__file__)))
+    own = [info for info in blas if os.path.relpath(
+        os.path.abspath(info.get('filepath', '')), site).startswith('numpy')]
+    return own or blas
+
+
+def cpu_features():
+    """Names of the SIMD extensions that this CPU and its OS support
+    (``'AVX2'``, ``'AVX512F'``, ...), as NumPy detected them."""
+    try:  # NumPy 2
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:  # NumPy 1
+        from numpy.core._multiarray_umath import __cpu_features__
+    return frozenset(name for name, on in __cpu_features__.items() if on)
+
+
+def describe_blas(blas):
+    """The BLAS libraries in words: ``'OpenBLAS 0.3.31 (SkylakeX kernel,
+    2 threads)'`` for each of threadpoolctl's records in ``blas``."""
+    return ', '.join(
+        '%s %s (%s kernel, %s threads)' % (
+            _BLAS_NAMES.get(info.get('internal_api'),
+                            info.get('internal_api')),
+            info.get('version'), info.get('architecture') or 'no named',
+            info.get('num_threads'))
+        for info in blas) or 'none found'
+
+
+def generic_kernel_note(blas, features, forced=None):
+    """One line saying that the BLAS runs a generic kernel on a CPU that
+    could do better, and what to do; ``None`` when it does not.
+
+    Args:
+        blas (list of dict): threadpoolctl's records of NumPy's BLAS.
+        features (set of str): The CPU's extensions (:func:`cpu_features`).
+        forced (str): ``$OPENBLAS_CORETYPE``, where it is set.
+
+    Returns:
+        str or None: a note when a kernel of :data:`GENERIC_KERNELS` runs
+        on a CPU with AVX2.
+    """
+    if 'AVX2' not in features:
+        return None
+    generic = [info for info in blas
+               if (info.get('architecture') or '').lower() in GENERIC_KERNELS]
+    if not generic:
+        return None
+    info = generic[0]
+    if forced:
+        fix = 'OPENBLAS_CORETYPE=%s forces it: unset it' % forced
+    else:
+        fix = ('use the default NumPy 2 stack (`make venv`), whose OpenBLAS '
+               'knows current CPUs')
+        if info.get('internal_api') == 'openblas':
+            fix += ', or set OPENBLAS_CORETYPE=%s' % (
+                'SkylakeX' if 'AVX512F' in features else 'Haswell')
+    return ('NumPy\'s BLAS, %s, runs a generic kernel on this CPU, which '
+            'has AVX2: matrix products take several times as long as they '
+            'need to; %s' % (describe_blas([info]), fix))
+
+
+def blas_note():
+    """:func:`generic_kernel_note` for NumPy's BLAS on this machine."""
+    return generic_kernel_note(numpy_blas(), cpu_features(),
+                               os.environ.get('OPENBLAS_CORETYPE'))
+
+
 def environment(device):
     """What computes a run, as a JSON-ready dict: the device, the versions,
     and the BLAS library with its thread count. A CPU run is bit-for-bit

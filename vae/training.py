@@ -175,6 +175,7 @@ def train(config, out, train_data, test_data, device, resume=None,
                 trainer.updater.get_optimizer('main'), model, comm)
         if distributed.is_root(comm):
             record_environment(out, device, trainer.updater.epoch)
+            note_generic_blas(device)
         try:
             trainer.run(show_loop_exception_msg=False)
         except NonFiniteLossError as e:
@@ -214,6 +215,15 @@ def _prepare(held, config, out, model, resume, explicit_config, broadcast):
         return snapshot, None
     with open(snapshot, 'rb') as f:
         return snapshot, f.read()
+
+
+def note_generic_blas(device):
+    """On the CPU, say on stderr, in one line, when NumPy's BLAS runs a
+    generic kernel on a CPU that has a better one, and what to do
+    (:func:`vae.device.blas_note`)."""
+    note = device_lib.is_cpu(device) and device_lib.blas_note()
+    if note:
+        print('note: %s' % note, file=sys.stderr)
 
 
 def record_environment(out, device, epoch):
