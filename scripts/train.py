@@ -100,6 +100,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    cli.stop_on_sigterm()
     comm = None
     try:
         comm = distributed.create_communicator(args.communicator)
@@ -112,9 +113,12 @@ def main(argv=None):
                        explicit_config=args.config is not None, comm=comm)
     except (config_lib.ConfigError, device_lib.DeviceError,
             datasets.MNISTError, ResumeError, RunFolderError,
-            ModelFileError, NonFiniteLossError,
+            ModelFileError, NonFiniteLossError, training.TrainingInterrupted,
             distributed.DistributedError, OSError) as e:
         sys.exit(distributed.exit_status(e, comm))
+    except KeyboardInterrupt as e:  # before training began
+        sys.exit(cli.interrupted(e, 'training had not begun; run the same '
+                                 'command to start it'))
     return 0
 
 

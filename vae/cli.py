@@ -1,6 +1,7 @@
 """Command-line arguments that several scripts share, defined once."""
 import argparse
 import os
+import signal
 import sys
 
 
@@ -88,3 +89,19 @@ def add_communicator_argument(parser):
                         "this ChainerMN communicator (naive on CPUs; flat or "
                         'pure_nccl between GPUs); needs the mpi extra (see '
                         'README "Several processes"). Default: one process')
+
+
+def stop_on_sigterm():
+    """Make SIGTERM stop the script as Ctrl-C does: a ``KeyboardInterrupt``
+    (whose argument names the signal), so that the same one line is said
+    and the same clean-up runs."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt('SIGTERM')
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def interrupted(error, what):
+    """The one line for a ``KeyboardInterrupt`` ``error``: which signal
+    stopped the script, then ``what`` (where that leaves things)."""
+    return 'error: stopped by %s; %s' % (
+        error.args[0] if error.args else 'Ctrl-C', what)

@@ -84,6 +84,21 @@ def remove_leftovers(out):
 
 
 @contextlib.contextmanager
+def made_for_run(out):
+    """Make the folder ``out`` if missing; where it was made here, remove
+    it again if it is still empty when the ``with`` ends, so that a refused
+    run leaves no empty ``--out`` behind."""
+    made = not os.path.isdir(out)
+    os.makedirs(out, exist_ok=True)
+    try:
+        yield out
+    finally:
+        if made:
+            with contextlib.suppress(OSError):
+                os.rmdir(out)  # only an empty folder
+
+
+@contextlib.contextmanager
 def lock(out):
     """Hold ``out`` for one run: an exclusive lock on ``out/.lock``.
 
@@ -117,6 +132,7 @@ def lock(out):
             print('note: took over the lock of a run that ended without '
                   'releasing it (%s)' % previous, file=sys.stderr)
         os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)  # _read_holder moved it to the end
         os.write(fd, json.dumps({
             'pid': os.getpid(), 'host': socket.gethostname(),
             'started': time.strftime('%Y-%m-%d %H:%M:%S')}).encode())
