@@ -21,6 +21,7 @@ from vae import cli  # NOQA: E402  (vae before anything imports chainer)
 from vae import config as config_lib  # NOQA: E402
 from vae import datasets, device as device_lib, training  # NOQA: E402
 from vae import distributed  # NOQA: E402
+from vae.memory import MemoryEstimateError  # NOQA: E402
 from vae.net import ACTIVATIONS  # NOQA: E402
 from vae.resume import ResumeError  # NOQA: E402
 from vae.run_folder import RunFolderError  # NOQA: E402
@@ -69,7 +70,7 @@ def build_parser():
                    % d['snapshot_retain'])
     cli.add_device_arguments(p)
     cli.add_communicator_argument(p)
-    p.add_argument('--out', '-o', default='result',
+    p.add_argument('--out', '-o', default='result', type=cli.path,
                    help='output folder (default %(default)s)')
     p.add_argument('--resume', '-r', metavar='SNAPSHOT',
                    help='start from this snapshot, whose settings the run\'s '
@@ -114,6 +115,7 @@ def main(argv=None):
     except (config_lib.ConfigError, device_lib.DeviceError,
             datasets.MNISTError, ResumeError, RunFolderError,
             ModelFileError, NonFiniteLossError, training.TrainingInterrupted,
+            MemoryEstimateError,
             distributed.DistributedError, OSError) as e:
         sys.exit(distributed.exit_status(e, comm))
     except KeyboardInterrupt as e:  # before training began

@@ -21,6 +21,25 @@ def non_negative_int(text):
     return value
 
 
+def seed(text):
+    """An argparse type: a random seed, in [0, 2**32) as training's."""
+    from vae.config import SEED_LIMIT
+    value = int(text)
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError('must be in [0, 2**32), got %d'
+                                         % value)
+    return value
+
+
+def path(text):
+    """An argparse type: a path, which an empty string is not (it would
+    stand for the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError('must name a file or folder, not '
+                                         'an empty string')
+    return text
+
+
 def add_device_arguments(parser):
     """``--gpu/-g`` (the article's flag) and ``--device/-d``."""
     parser.add_argument('--gpu', '-g', type=int,
@@ -53,7 +72,7 @@ def add_model_arguments(parser):
 
 def add_out_folder_argument(parser, note=''):
     """``--out/-o``: a required output folder (see :func:`out_folder`)."""
-    parser.add_argument('--out', '-o', required=True,
+    parser.add_argument('--out', '-o', required=True, type=path,
                         help='output folder (made if missing; its parent '
                         'must exist)' + note)
 

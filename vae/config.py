@@ -40,6 +40,8 @@ OLD_KEYS = {'dim_z': 'n_latent', 'n_hidden': 'n_h'}
 #: recorded without them had: a run of one process before ``ranks`` existed.
 ABSENT_MEANS = {'ranks': 1}
 
+#: Seeds are in [0, SEED_LIMIT): what numpy.random.seed and CuPy take.
+SEED_LIMIT = 2 ** 32
 #: The largest config file read: a config is a small JSON object, and a
 #: device such as /dev/zero or a huge file would otherwise be read forever.
 MAX_CONFIG_BYTES = 1 << 20
@@ -129,7 +131,7 @@ def check_values(config):
     if not (config['C'] >= 0 and math.isfinite(config['C'])):
         problems.append('C must be finite and not negative, got %r'
                         % config['C'])
-    if not 0 <= config['seed'] < 2 ** 32:
+    if not 0 <= config['seed'] < SEED_LIMIT:
         problems.append('seed must be in [0, 2**32), got %r' % config['seed'])
     if config['activation'] not in ACTIVATIONS:
         problems.append('activation must be one of %s, got %r' % (

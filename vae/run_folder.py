@@ -70,17 +70,13 @@ def remove_leftovers(out):
     """Remove what an interrupted run left in ``out``: this project's
     temporary files (:func:`vae.atomic.is_temporary`) and the temporary
     snapshot folders of Chainer's writer. Returns the names removed."""
-    removed = []
+    removed = atomic.remove_leftovers(out)
     for name in sorted(os.listdir(out)):
         path = os.path.join(out, name)
-        if os.path.isfile(path) and atomic.is_temporary(name):
-            os.remove(path)
-        elif os.path.isdir(path) and _CHAINER_TEMPORARY.match(name):
+        if os.path.isdir(path) and _CHAINER_TEMPORARY.match(name):
             shutil.rmtree(path)
-        else:
-            continue
-        removed.append(name)
-    return removed
+            removed.append(name)
+    return sorted(removed)
 
 
 @contextlib.contextmanager

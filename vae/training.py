@@ -27,7 +27,7 @@ from chainer.training import extensions
 
 from vae import atomic, config as config_lib
 from vae import device as device_lib
-from vae import distributed
+from vae import distributed, memory
 from vae import extensions as vae_extensions
 from vae import fast as fast_lib
 from vae import resume as resume_lib
@@ -149,6 +149,7 @@ def train(config, out, train_data, test_data, device, resume=None,
         TrainingInterrupted: Ctrl-C (or a SIGTERM turned into
             ``KeyboardInterrupt``) stopped training.
     """
+    check_memory(config, n_in)
     if comm is not None:
         train_data = distributed.share(
             train_data, comm, seed=config['seed'],
@@ -205,6 +206,27 @@ def train(config, out, train_data, test_data, device, resume=None,
     return model
 
 
+def check_memory(config, n_in=784):
+    """Refuse, before anything is written, a run whose model or steps need
+    more memory than the machine has (:mod:`vae.memory`).
+
+    Raises:
+        vae.memory.MemoryEstimateError: marked as every rank's.
+    """
+    try:
+        memory.check(
+            memory.training_bytes(n_in, config['n_latent'], config['n_h'],
+                                  config['batchsize'],
+                                  max(config['k'], config['k_test'])),
+            'training a %d-%d-%d VAE on batches of %d images with k=%d '
+            '(k_test=%d)' % (n_in, config['n_h'], config['n_latent'],
+                             config['batchsize'], config['k'],
+                             config['k_test']),
+            'use a smaller --n-hidden, --dim-z, --batchsize, --k or --k-test')
+    except memory.MemoryEstimateError as e:
+        raise distributed.every_rank(e)
+
+
 class TrainingInterrupted(Exception):
     """Ctrl-C or SIGTERM stopped training; the message says where."""
 
@@ -258,9 +280,18 @@ def record_environment(out, device, epoch):
     try:
         with open(path) as f:
             entries = json.load(f)
-        if not isinstance(entries, list):
-            entries = []
-    except (OSError, ValueError):
+        problem = (None if isinstance(entries, list)
+                   else 'not a JSON list')
+    except FileNotFoundError:
+        entries, problem = [], None
+    except (OSError, ValueError) as e:
+        problem = e
+    if problem:
+        kept = path + '.unreadable'
+        os.replace(path, kept)
+        print('note: %s was unreadable (%s); it is kept as %s, and a new '
+              'record begins' % (path, problem, os.path.basename(kept)),
+              file=sys.stderr)
         entries = []
     entry = dict(device_lib.environment(device), from_epoch=epoch)
     atomic.write_text(path, json.dumps(entries + [entry], indent=2) + '\n')
