@@ -251,3 +251,83 @@ def test_sigterm_says_where_training_stopped(tmp_path, mnist_dir):
     assert lines[0].startswith('error: training stopped by SIGTERM at epoch ')
     assert lines[0].endswith('Run the same command to resume')
     assert not (out / run_folder.LOCK_FILE).exists()
+
+
+# --- sizes beyond the machine, bad numbers, damaged and NaN models ----------
+
+@pytest.mark.parametrize('flags', [['--n-hidden', '100000000'],
+                                   ['--k', '1000000']])
+def test_training_beyond_the_memory_is_refused_first(
+        tmp_path, mnist_dir, flags):
+    with pytest.raises(SystemExit) as info:
+        train_script.main(['--test', '--no-progress', '--data-dir',
+                           mnist_dir, '-o', str(tmp_path / 'run')] + flags)
+    assert_one_line_error(info, 'of memory, more than the')
+    assert not (tmp_path / 'run').exists()
+
+
+def model_with_meta(path, **meta):
+    from vae import VAE
+    from vae.serialization import save_model
+    save_model(path, VAE(784, 2, 8))
+    with numpy.load(path) as npz:
+        arrays = dict(npz)
+    stored = json.loads(str(arrays['_vae_meta']))
+    stored.update(meta)
+    arrays['_vae_meta'] = numpy.array(json.dumps(stored))
+    numpy.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize('value', [-3, '50', 50.0, 10 ** 9])
+def test_bad_recorded_sizes_are_refused(tmp_path, value):
+    from vae.serialization import ModelFileError, load_model
+    path = model_with_meta(tmp_path / 'model.npz', n_h=value)
+    with pytest.raises(ModelFileError, match='unreadable model metadata'):
+        load_model(str(path))
+
+
+def test_a_model_with_nan_weights_is_refused(tmp_path):
+    from vae import VAE
+    from vae.serialization import ModelFileError, load_model, save_model
+    model = VAE(784, 2, 8)
+    model.ld3.b.array[0] = numpy.nan
+    save_model(tmp_path / 'model.npz', model)
+    with pytest.raises(ModelFileError, match=r'NaN or infinite \(ld3/b\)'):
+        load_model(str(tmp_path / 'model.npz'))
+
+
+@pytest.mark.parametrize('script, seed', [('evaluate', '-1'),
+                                          ('plot_latent', '4294967296')])
+def test_a_seed_out_of_range_is_refused(script, seed, capsys):
+    with pytest.raises(SystemExit) as info:
+        load_script(script).main(['-m', 'x.npz', '--seed', seed])
+    assert info.value.code == 2
+    assert 'must be in [0, 2**32)' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('opset', ['0', '-1', '999'])
+def test_an_opset_onnx_chainer_does_not_write_is_refused(tmp_path, opset):
+    with pytest.raises(SystemExit) as info:
+        load_script('export_onnx').main(['-m', 'x.npz', '-o',
+                                         str(tmp_path / 'o'), '--opset',
+                                         opset])
+    assert_one_line_error(info, 'choose one of 7 to 11')
+    assert not (tmp_path / 'o').exists()
+
+
+def test_a_writer_removes_its_own_leftovers(tmp_path, capsys):
+    from vae import atomic
+    mine = tmp_path / '.index.ab12cd34.tmp.html'
+    other = tmp_path / '.notes.ab12cd34.tmp.txt'
+    mine.write_text('')
+    other.write_text('')
+    atomic.prepare_outputs(str(tmp_path), ['index.html'])
+    assert not mine.exists() and other.exists()
+    assert 'removed what an interrupted write left' in capsys.readouterr().err
+
+
+def test_a_one_dimensional_latent_skips_tsne(capsys):
+    plan = load_script('plot_latent').plan_figures(['tsne', 'prior'], 1)
+    assert plan == ['prior']
+    assert 'skipped tsne' in capsys.readouterr().out
