@@ -24,12 +24,14 @@ numbers as one (see README "Several processes").
 """
 import argparse
 import json
+import math
 import os
 import sys
 
 from vae import cli  # vae before anything imports chainer
 from vae import config as config_lib
 from vae import datasets, device as device_lib, distributed, evaluation
+from vae import memory
 from vae.atomic import output_file, write_text
 from vae.serialization import ModelFileError, load_model
 
@@ -93,10 +95,10 @@ def build_parser():
     cli.add_data_dir_argument(p)
     cli.add_device_arguments(p)
     cli.add_communicator_argument(p)
-    p.add_argument('--seed', type=int, default=d['seed'],
+    p.add_argument('--seed', type=cli.seed, default=d['seed'],
                    help='seed of the sampling noise and of --binarize dynamic '
                    '(default %(default)s)')
-    p.add_argument('--out', '-o', metavar='FILE.json',
+    p.add_argument('--out', '-o', metavar='FILE.json', type=cli.path,
                    help='results file, or a folder (an existing one, or a '
                    'path ending in /) to hold evaluation_<split>.json '
                    "(default: the model's folder); checked before the work")
@@ -114,7 +116,8 @@ def main(argv=None):
         model, images, device, out = distributed.agree(
             comm, lambda: setup(args, comm))
     except (ModelFileError, device_lib.DeviceError, datasets.MNISTError,
-            distributed.DistributedError, OSError) as e:
+            distributed.DistributedError, memory.MemoryEstimateError,
+            OSError) as e:
         sys.exit(distributed.exit_status(e, comm))
 
     model.to_device(device)
@@ -139,7 +142,8 @@ def main(argv=None):
 
     print(format_table(result))
     try:
-        write_text(out, json.dumps(result, indent=2, sort_keys=True) + '\n')
+        write_text(out, json.dumps(finite_or_null(result), indent=2,
+                                   sort_keys=True, allow_nan=False) + '\n')
     except OSError as e:
         sys.exit('error: %s' % e)
     print('results written to %s' % out)
@@ -151,6 +155,15 @@ def setup(args, comm):
     this process, each checked before the work."""
     name = 'evaluation_%s.json' % args.split
     model = load_model(args.model, args.activation)
+    memory.check(
+        memory.evaluation_bytes(
+            model.n_in, model.n_latent, model.n_h,
+            evaluation.DEFAULT_BATCHSIZE, args.k,
+            min(args.iw_chunk, args.iw_samples)),
+        'evaluating with --k %d and --iw-chunk %d'
+        % (args.k, args.iw_chunk),
+        'use a smaller --k or --iw-chunk (the -log p(x) estimate does not '
+        'depend on --iw-chunk)')
     out = None
     if distributed.is_root(comm):
         out = output_file(args.out or os.path.join(
@@ -167,6 +180,19 @@ def setup(args, comm):
         raise ModelFileError('the model takes %d inputs but MNIST images '
                              'have %d' % (model.n_in, images.shape[1]))
     return model, images, device, out
+
+
+def finite_or_null(value):
+    """``value`` (numbers, and lists and dicts of them) with every NaN or
+    infinity replaced by ``None``: JSON has no such numbers, and a result
+    that is not a number is written as ``null``."""
+    if isinstance(value, dict):
+        return {key: finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def format_table(result):

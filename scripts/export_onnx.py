@@ -10,10 +10,10 @@ symbolic. Needs the onnx extra: pip install -e ".[onnx]" (onnx, and
 onnxruntime to run the files).
 """
 import argparse
-import os
 import sys
 
 from vae import cli, onnx_export  # vae before anything imports chainer
+from vae.atomic import prepare_outputs
 from vae.serialization import ModelFileError, load_model
 
 
@@ -32,10 +32,13 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    problem = onnx_export.opset_problem(args.opset)
+    if problem:
+        sys.exit('error: %s' % problem)
     out = cli.out_folder(args.out)
     try:
         model = load_model(args.model, args.activation)
-        os.makedirs(out, exist_ok=True)
+        prepare_outputs(out, [onnx_export.ENCODER, onnx_export.DECODER])
         paths = onnx_export.export(model, out, logits=args.logits,
                                    opset=args.opset)
     except (ModelFileError, ImportError, OSError) as e:

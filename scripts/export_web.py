@@ -22,7 +22,7 @@ import os
 import sys
 
 from vae import cli, datasets, web  # vae before anything imports chainer
-from vae.atomic import write_text
+from vae.atomic import prepare_outputs, write_text
 from vae.serialization import ModelFileError, load_model
 
 
@@ -48,13 +48,13 @@ def main(argv=None):
         if model.n_in != datasets.N_PIXELS:
             sys.exit('error: the explorer draws 28x28 images; %s has n_in = '
                      '%d' % (args.model, model.n_in))
+        prepare_outputs(out, [web.PAGE])
         test, = datasets.load_mnist(args.data_dir, progress=args.progress,
                                     splits=('test',))
         page, error, n_probes = web.build_page(
             model, test.images, test.labels, args.dtype,
             title=os.path.basename(os.path.dirname(
                 os.path.abspath(args.model))) or None)
-        os.makedirs(out, exist_ok=True)
         path = web.page_path(out)
         write_text(path, page)
     except (ModelFileError, datasets.MNISTError, OSError, ValueError) as e:

@@ -42,7 +42,7 @@ from tqdm import tqdm  # NOQA: E402
 from vae import cli  # NOQA: E402  (vae before anything imports chainer)
 from vae import datasets, figure_files, figures, inference  # NOQA: E402
 from vae import device as device_lib  # NOQA: E402
-from vae.atomic import save_png, writable_folder  # NOQA: E402
+from vae.atomic import prepare_outputs, save_png  # NOQA: E402
 from vae.run_folder import LOG_FILE  # NOQA: E402
 from vae.serialization import ModelFileError, load_model  # NOQA: E402
 
@@ -67,7 +67,7 @@ def build_parser():
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     cli.add_model_arguments(p)
-    p.add_argument('--out', '-o',
+    p.add_argument('--out', '-o', type=cli.path,
                    help='output folder (default: figures/ beside the model)')
     cli.add_data_dir_argument(p)
     p.add_argument('--only', nargs='+', choices=FIGURES, metavar='NAME',
@@ -83,7 +83,7 @@ def build_parser():
     p.add_argument('--tsne-samples', type=int, default=2000, metavar='N',
                    help='test images in the t-SNE figure (default '
                    '%(default)s; all 10000 take many minutes on 2 cores)')
-    p.add_argument('--seed', type=int, default=0,
+    p.add_argument('--seed', type=cli.seed, default=0,
                    help='seed of the prior samples and t-SNE (default '
                    '%(default)s)')
     cli.add_device_arguments(p)
@@ -102,9 +102,10 @@ def main(argv=None):
             sys.exit('error: %s takes %d inputs, but the figures are of '
                      'MNIST images of %d pixels' % (args.model, model.n_in,
                                                     datasets.N_PIXELS))
-        out = writable_folder(args.out or os.path.join(
-            os.path.dirname(os.path.abspath(args.model)), 'figures'))
         device = device_lib.get_device(args.gpu, args.device)
+        out = prepare_outputs(args.out or os.path.join(
+            os.path.dirname(os.path.abspath(args.model)), 'figures'))
+        prepare_outputs(os.path.join(out, figure_files.PROJECTOR))
         model.to_device(device)
         plan = plan_figures(args.only or FIGURES, model.n_latent)
         data = None
@@ -128,8 +129,14 @@ def plan_figures(names, n_latent):
                if name in TWO_D_ONLY and n_latent != 2]
     if skipped:
         print('skipped %s: they plot z itself, which needs a 2-D latent, and '
-              'this model has %d dimensions (tsne.png shows its latent means '
-              'in 2-D)' % (', '.join(skipped), n_latent))
+              'this model has %d dimension%s%s' % (
+                  ', '.join(skipped), n_latent, 's' if n_latent > 1 else '',
+                  ' (tsne.png shows its latent means in 2-D)'
+                  if n_latent > 2 else ''))
+    if 'tsne' in names and n_latent < 2:
+        print('skipped tsne: t-SNE maps latent means of several dimensions '
+              'to 2-D, and this model has one')
+        skipped.append('tsne')
     return [name for name in FIGURES if name in names and name not in skipped]
 
 
@@ -205,7 +212,7 @@ def make_all_pairs(model, data, out, args):
 
 
 def make_tsne(model, data, out, args):
-    projector = os.path.join(out, 'projector')
+    projector = os.path.join(out, figure_files.PROJECTOR)
     written = list(figure_files.write_projector_tsv(data.mu, data.labels,
                                                projector))
     n = min(args.tsne_samples, len(data.mu))

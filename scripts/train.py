@@ -21,6 +21,7 @@ from vae import cli  # NOQA: E402  (vae before anything imports chainer)
 from vae import config as config_lib  # NOQA: E402
 from vae import datasets, device as device_lib, training  # NOQA: E402
 from vae import distributed  # NOQA: E402
+from vae.memory import MemoryEstimateError  # NOQA: E402
 from vae.net import ACTIVATIONS  # NOQA: E402
 from vae.resume import ResumeError  # NOQA: E402
 from vae.run_folder import RunFolderError  # NOQA: E402
@@ -69,7 +70,7 @@ def build_parser():
                    % d['snapshot_retain'])
     cli.add_device_arguments(p)
     cli.add_communicator_argument(p)
-    p.add_argument('--out', '-o', default='result',
+    p.add_argument('--out', '-o', default='result', type=cli.path,
                    help='output folder (default %(default)s)')
     p.add_argument('--resume', '-r', metavar='SNAPSHOT',
                    help='start from this snapshot, whose settings the run\'s '
@@ -100,6 +101,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    cli.stop_on_sigterm()
     comm = None
     try:
         comm = distributed.create_communicator(args.communicator)
@@ -112,9 +114,13 @@ def main(argv=None):
                        explicit_config=args.config is not None, comm=comm)
     except (config_lib.ConfigError, device_lib.DeviceError,
             datasets.MNISTError, ResumeError, RunFolderError,
-            ModelFileError, NonFiniteLossError,
+            ModelFileError, NonFiniteLossError, training.TrainingInterrupted,
+            MemoryEstimateError,
             distributed.DistributedError, OSError) as e:
         sys.exit(distributed.exit_status(e, comm))
+    except KeyboardInterrupt as e:  # before training began
+        sys.exit(cli.interrupted(e, 'training had not begun; run the same '
+                                 'command to start it'))
     return 0
 
 

@@ -174,7 +174,7 @@ def test_a_resumed_device_run_equals_an_uninterrupted_one(
         monkeypatch.setattr(device_lib, 'reseed_noise', lambda *a: None)
     straight = params_of(run_training(tmp_path / 'straight', images, gpu))
     interrupt_at(monkeypatch, 15)  # in epoch 3: 6 iterations an epoch
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(training.TrainingInterrupted):
         run_training(tmp_path / 'resumed', images, gpu)
     monkeypatch.undo()
     if not reseeded:

@@ -307,7 +307,7 @@ def test_a_plain_run_resumed_on_the_fast_path_equals_an_uninterrupted_one(
 
     resumed = tmp_path / 'resumed'
     interrupt_at(monkeypatch, 25)  # in epoch 3: 10 iterations an epoch
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit, match='stopped by Ctrl-C'):
         run(resumed, mnist_dir, '-e', '3', '--no-fast')
     monkeypatch.undo()
     assert (resumed / 'snapshot_epoch_2').exists()

@@ -130,13 +130,14 @@ def test_is_temporary_knows_the_names_atomic_path_makes(tmp_path):
     ('new/', 'new/evaluation.json'),
     ('a/b/res.json', 'a/b/res.json'),
 ])
-def test_output_file_makes_folders_and_reads_a_slash_as_one(
+def test_output_file_reads_a_slash_as_a_folder_and_writes_nothing(
         tmp_path, given, expected):
     path = atomic.output_file(str(tmp_path / given) + (
         '/' if given.endswith('/') else ''), 'evaluation.json')
     assert path == str(tmp_path / expected)
-    assert os.path.isdir(os.path.dirname(path))
-    assert not os.path.exists(path)  # nothing written yet
+    assert os.listdir(tmp_path) == []  # nothing made yet
+    atomic.write_text(path, '{}')  # makes the missing folders
+    assert os.path.isfile(path)
     existing = tmp_path / 'existing'
     existing.mkdir()
     assert atomic.output_file(str(existing), 'x.json') == str(

@@ -80,7 +80,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(
 
     resumed = tmp_path / 'resumed'
     interrupt_at(monkeypatch, 25)  # in epoch 3: 10 iterations an epoch
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit, match='stopped by Ctrl-C'):
         run(resumed, mnist_dir, '-e', '3', *data)
     monkeypatch.undo()
     assert (resumed / 'snapshot_epoch_2').exists()

@@ -10,6 +10,7 @@ it.
 import contextlib
 import os
 import re
+import sys
 import tempfile
 
 import numpy
@@ -26,9 +27,48 @@ class WriteError(OSError):
         return self.strerror  # the message, without OSError's [Errno N]
 
 
-def is_temporary(name):
-    """True for the name of a temporary file :func:`atomic_path` makes."""
-    return bool(_TEMPORARY.match(name))
+def is_temporary(name, target=None):
+    """True for the name of a temporary file :func:`atomic_path` makes
+    (for the file named ``target``, where given)."""
+    if target is None:
+        return bool(_TEMPORARY.match(name))
+    root, ext = os.path.splitext(os.path.basename(target))
+    return bool(re.match(r'^\.%s\.[a-z0-9_]{8}\.tmp%s$'
+                         % (re.escape(root), re.escape(ext)), name))
+
+
+def remove_leftovers(folder, targets=None):
+    """Remove the temporary files that interrupted writes (a kill -9) left
+    in ``folder``: all of them, or those of the files named ``targets``.
+    Returns the names removed."""
+    if not os.path.isdir(folder):
+        return []
+    removed = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path) and (
+                is_temporary(name) if targets is None else
+                any(is_temporary(name, target) for target in targets)):
+            os.remove(path)
+            removed.append(name)
+    return removed
+
+
+def prepare_outputs(folder, names=None):
+    """Before the work whose results go to ``folder``: check that it can
+    be written (:func:`writable_folder`) and remove what interrupted writes
+    of the files ``names`` (of any file, where ``None``) left there, saying
+    so in one line on stderr. Returns ``folder``.
+
+    Raises:
+        WriteError: naming the folder and why.
+    """
+    writable_folder(folder)
+    removed = remove_leftovers(folder, names)
+    if removed:
+        print('removed what an interrupted write left in %s: %s'
+              % (folder, ', '.join(removed)), file=sys.stderr)
+    return folder
 
 
 @contextlib.contextmanager
@@ -63,17 +103,22 @@ def atomic_path(path):
 
 
 def writable_folder(folder):
-    """Create ``folder`` if needed and check that files can be made in it,
-    before any work whose results would go there. Returns ``folder``.
+    """Check that files can be made in ``folder``, before any work whose
+    results would go there; returns ``folder``. Nothing is created: a
+    missing folder is checked where it would be made (the nearest folder
+    above it that exists), and :func:`atomic_path` makes it on writing.
 
     Raises:
         WriteError: naming the folder and why.
     """
     try:
-        if os.path.exists(folder) and not os.path.isdir(folder):
-            raise NotADirectoryError(20, 'a file is in the way')
-        os.makedirs(folder, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix='.write-check.', dir=folder)
+        existing = os.path.abspath(folder)
+        while not os.path.lexists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise NotADirectoryError(20, 'a file is in the way: %s'
+                                     % existing)
+        fd, probe = tempfile.mkstemp(prefix='.write-check.', dir=existing)
         os.close(fd)
         os.remove(probe)
     except OSError as e:
@@ -86,16 +131,20 @@ def output_file(out, default_name):
     """The file an ``--out`` names, checked before the work starts.
 
     ``out`` is a file, or a folder (an existing one, or any path ending in
-    a slash) to hold ``default_name``; missing folders are created.
+    a slash) to hold ``default_name``; missing folders are made when the
+    file is written.
+
+    Leftovers of interrupted writes of that file are removed
+    (:func:`prepare_outputs`).
 
     Raises:
         WriteError: The folder cannot be written.
     """
     out = os.fspath(out)
     if out.endswith(('/', os.sep)) or os.path.isdir(out):
-        writable_folder(out)
-        return os.path.join(out, default_name)
-    writable_folder(os.path.dirname(os.path.abspath(out)))
+        out = os.path.join(out, default_name)
+    prepare_outputs(os.path.dirname(os.path.abspath(out)),
+                    [os.path.basename(out)])
     return out
 
 

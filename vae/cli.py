@@ -1,6 +1,7 @@
 """Command-line arguments that several scripts share, defined once."""
 import argparse
 import os
+import signal
 import sys
 
 
@@ -18,6 +19,25 @@ def non_negative_int(text):
     if value < 0:
         raise argparse.ArgumentTypeError('must be >= 0, got %d' % value)
     return value
+
+
+def seed(text):
+    """An argparse type: a random seed, in [0, 2**32) as training's."""
+    from vae.config import SEED_LIMIT
+    value = int(text)
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError('must be in [0, 2**32), got %d'
+                                         % value)
+    return value
+
+
+def path(text):
+    """An argparse type: a path, which an empty string is not (it would
+    stand for the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError('must name a file or folder, not '
+                                         'an empty string')
+    return text
 
 
 def add_device_arguments(parser):
@@ -52,7 +72,7 @@ def add_model_arguments(parser):
 
 def add_out_folder_argument(parser, note=''):
     """``--out/-o``: a required output folder (see :func:`out_folder`)."""
-    parser.add_argument('--out', '-o', required=True,
+    parser.add_argument('--out', '-o', required=True, type=path,
                         help='output folder (made if missing; its parent '
                         'must exist)' + note)
 
@@ -88,3 +108,19 @@ def add_communicator_argument(parser):
                         "this ChainerMN communicator (naive on CPUs; flat or "
                         'pure_nccl between GPUs); needs the mpi extra (see '
                         'README "Several processes"). Default: one process')
+
+
+def stop_on_sigterm():
+    """Make SIGTERM stop the script as Ctrl-C does: a ``KeyboardInterrupt``
+    (whose argument names the signal), so that the same one line is said
+    and the same clean-up runs."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt('SIGTERM')
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def interrupted(error, what):
+    """The one line for a ``KeyboardInterrupt`` ``error``: which signal
+    stopped the script, then ``what`` (where that leaves things)."""
+    return 'error: stopped by %s; %s' % (
+        error.args[0] if error.args else 'Ctrl-C', what)

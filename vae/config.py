@@ -17,6 +17,7 @@ config file says, so that a run's record says how it was trained.
 import json
 import math
 import os
+import stat
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 #: ``configs/``: the copy installed inside the package (``pip install .``),
@@ -39,6 +40,12 @@ OLD_KEYS = {'dim_z': 'n_latent', 'n_hidden': 'n_h'}
 #: recorded without them had: a run of one process before ``ranks`` existed.
 ABSENT_MEANS = {'ranks': 1}
 
+#: Seeds are in [0, SEED_LIMIT): what numpy.random.seed and CuPy take.
+SEED_LIMIT = 2 ** 32
+#: The largest config file read: a config is a small JSON object, and a
+#: device such as /dev/zero or a huge file would otherwise be read forever.
+MAX_CONFIG_BYTES = 1 << 20
+
 _AT_LEAST_ONE = ('n_latent', 'n_h', 'k', 'k_test', 'epoch', 'batchsize',
                  'snapshot_retain', 'ranks')
 
@@ -51,23 +58,34 @@ def read_config_file(path):
     """The settings in a JSON config file, comments (``_`` keys) dropped and
     the old size names read as the new ones."""
     try:
-        with open(path) as f:
-            data = json.load(f)
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ConfigError('config file %s is not a regular file (a '
+                              'device, a pipe or a folder); name a JSON '
+                              'file' % path)
+        with open(path, 'rb') as f:
+            text = f.read(MAX_CONFIG_BYTES + 1)
+        if len(text) > MAX_CONFIG_BYTES:
+            raise ConfigError('config file %s is larger than %d bytes; a '
+                              'config is a small JSON object'
+                              % (path, MAX_CONFIG_BYTES))
+        data = json.loads(text)
     except FileNotFoundError:
         raise ConfigError('config file not found: %s' % path)
     except (OSError, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise
         raise ConfigError('cannot read config file %s: %s' % (path, e))
     if not isinstance(data, dict):
         raise ConfigError('config file %s must hold a JSON object' % path)
-    settings = {}
+    settings, given_as = {}, {}
     for key, value in data.items():
         if key.startswith('_'):
             continue
         new = OLD_KEYS.get(key, key)
         if new in settings:
-            raise ConfigError('config file %s gives %s twice (as %s and %s)'
-                              % (path, new, key, new))
-        settings[new] = value
+            raise ConfigError('config file %s gives %s twice (as %s and %s);'
+                              ' keep one' % (path, new, given_as[new], key))
+        settings[new], given_as[new] = value, key
     return settings
 
 
@@ -113,7 +131,7 @@ def check_values(config):
     if not (config['C'] >= 0 and math.isfinite(config['C'])):
         problems.append('C must be finite and not negative, got %r'
                         % config['C'])
-    if not 0 <= config['seed'] < 2 ** 32:
+    if not 0 <= config['seed'] < SEED_LIMIT:
         problems.append('seed must be in [0, 2**32), got %r' % config['seed'])
     if config['activation'] not in ACTIVATIONS:
         problems.append('activation must be one of %s, got %r' % (

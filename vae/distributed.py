@@ -22,6 +22,7 @@ other error on one rank, or an uncaught exception, aborts the whole MPI job
 wait for it forever (:func:`abort`); a rank killed by a signal is noticed
 by ``mpiexec``, which then stops the rest.
 """
+import os
 import sys
 import time
 
@@ -34,6 +35,12 @@ import numpy
 COMMUNICATORS = ('naive', 'flat', 'pure_nccl')
 #: Those that exchange gradients in GPU memory (through CuPy).
 GPU_COMMUNICATORS = ('flat', 'pure_nccl')
+
+#: Environment variables in which MPI launchers give the number of
+#: processes they started: Open MPI's, MPICH's and Intel MPI's (Hydra's
+#: PMI), MVAPICH2's.
+LAUNCHER_SIZE_VARIABLES = ('OMPI_COMM_WORLD_SIZE', 'PMI_SIZE',
+                           'MV2_COMM_WORLD_SIZE')
 
 #: Attribute set on an exception that every rank raised together.
 _EVERY_RANK = '_vae_raised_on_every_rank'
@@ -60,6 +67,7 @@ def create_communicator(name):
             fix in the message.
     """
     if name is None:
+        check_single_process()
         return None
     if name not in COMMUNICATORS:
         raise DistributedError('unknown communicator %r; known: %s'
@@ -83,6 +91,39 @@ def create_communicator(name):
               % (comm.rank, comm.size, kind.__name__))
     sys.excepthook = abort_on_uncaught
     return comm
+
+
+def launched_processes(environ=None):
+    """``(N, variable)``: the number of processes an MPI launcher started
+    together with this one, as the launcher's variable says (``(1, None)``
+    outside a launcher)."""
+    environ = os.environ if environ is None else environ
+    for variable in LAUNCHER_SIZE_VARIABLES:
+        try:
+            n = int(environ.get(variable, ''))
+        except ValueError:
+            continue
+        if n > 1:
+            return n, variable
+    return 1, None
+
+
+def check_single_process(environ=None):
+    """Refuse to run as one of several processes that an MPI launcher
+    started without ``--communicator``: each would do the whole work alone
+    and write the same outputs.
+
+    Raises:
+        DistributedError: naming the launcher's variable and the flag.
+    """
+    n, variable = launched_processes(environ)
+    if n > 1:
+        raise DistributedError(
+            'this is one of %d processes started by an MPI launcher (%s=%d) '
+            'but --communicator is not given, so each would do the whole '
+            'work alone and write the same files; add --communicator naive '
+            '(flat or pure_nccl between GPUs), or run one process without '
+            'mpiexec' % (n, variable, n))
 
 
 def _has_cupy():

@@ -17,6 +17,8 @@ from vae.figures import as_images, tile_images, to_uint8, upscale
 
 #: Milliseconds a GIF frame is shown (GIF counts in hundredths of a second).
 FRAME_MS = 100
+#: Sub-folder of a figures folder that holds the projector's files.
+PROJECTOR = 'projector'
 
 
 def write_gif(frames, path, n_frames, duration=FRAME_MS, progress=False,

@@ -31,6 +31,20 @@ from vae.atomic import atomic_path
 ENCODER, DECODER = 'encoder.onnx', 'decoder.onnx'
 #: onnx_chainer's newest tested opset (onnx_chainer.MAXIMUM_OPSET_VERSION).
 OPSET = 11
+#: onnx_chainer's oldest opset (onnx_chainer.MINIMUM_OPSET_VERSION).
+MINIMUM_OPSET = 7
+#: The newest onnx whose ``onnx.mapping`` onnx_chainer can read.
+NEWEST_ONNX = '1.18.0'
+
+
+def opset_problem(opset):
+    """Why ``opset`` cannot be exported, or ``None``: onnx_chainer writes
+    opsets 7 to 11 (a higher number would be written into files that
+    runtimes refuse)."""
+    if not MINIMUM_OPSET <= opset <= OPSET:
+        return ('--opset %d is not one that onnx_chainer writes; choose one '
+                'of %d to %d' % (opset, MINIMUM_OPSET, OPSET))
+    return None
 
 
 class _Encoder(chainer.Chain):
@@ -57,10 +71,15 @@ class _Decoder(chainer.Chain):
 def _onnx_chainer():
     """``onnx_chainer``, or ImportError naming the extra to install."""
     try:
-        import onnx  # NOQA: F401
+        import onnx
     except ImportError:
         raise ImportError('exporting to ONNX needs the onnx package: pip '
                           'install -e ".[onnx]"')
+    if not hasattr(onnx, 'mapping'):
+        raise ImportError(
+            'onnx %s is too new for Chainer\'s exporter, which reads '
+            'onnx.mapping (gone after onnx %s): pip install onnx==%s'
+            % (onnx.__version__, NEWEST_ONNX, NEWEST_ONNX))
     import onnx_chainer
     return onnx_chainer
 

@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import zipfile
+import zlib
 
 import numpy
 from chainer import serializers
@@ -23,6 +24,15 @@ from chainer import serializers
 from vae import config as config_lib
 from vae import run_folder
 from vae.extensions import SNAPSHOT_CONFIG_KEY
+
+
+#: Entry of a snapshot holding the epoch its run had reached.
+EPOCH_KEY = 'updater/iterator:main/epoch'
+
+
+#: What to do about a damaged snapshot, appended to the message.
+_DAMAGED_FIX = ('; delete it to continue from an earlier snapshot (or '
+                'name one with --resume), or start afresh in another --out')
 
 
 class ResumeError(ValueError):
@@ -62,8 +72,10 @@ def open_snapshot(path):
         raise ResumeError('snapshot not found: %s' % path)
     try:
         unsafe = object_entries(path)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise ResumeError('%s is not a readable snapshot (%s)' % (path, e))
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError,
+            zlib.error) as e:
+        raise ResumeError('%s is not a readable snapshot (%s)%s'
+                          % (path, e, _DAMAGED_FIX))
     if unsafe:
         raise ResumeError(
             '%s holds Python objects in %s, which loading would unpickle '
@@ -72,14 +84,29 @@ def open_snapshot(path):
     if is_file:
         path.seek(0)
     with numpy.load(path, allow_pickle=False) as npz:
-        yield npz
+        try:
+            yield npz
+        except (zipfile.BadZipFile, EOFError, zlib.error) as e:
+            raise ResumeError('%s is damaged (%s)%s'
+                              % (path, e, _DAMAGED_FIX)) from None
 
 
 def recorded_config(npz, path):
     """The settings of the run that wrote a snapshot: stored in it, else
     its run's ``config.json`` beside it, else None."""
     if SNAPSHOT_CONFIG_KEY in npz.files:
-        return json.loads(str(npz[SNAPSHOT_CONFIG_KEY]))
+        try:
+            stored = json.loads(str(npz[SNAPSHOT_CONFIG_KEY]))
+        except ValueError as e:
+            stored = e
+        if not isinstance(stored, dict):
+            raise ResumeError('snapshot %s holds unreadable settings in %s '
+                              '(%s)%s' % (path, SNAPSHOT_CONFIG_KEY,
+                                          stored if isinstance(
+                                              stored, ValueError)
+                                          else 'not a JSON object',
+                                          _DAMAGED_FIX))
+        return stored
     beside = os.path.join(os.path.dirname(os.path.abspath(path)),
                           run_folder.CONFIG_FILE)
     if os.path.isfile(beside):
@@ -126,7 +153,8 @@ def check_previous_run(out, config):
 
 def check_snapshot(path, model, config, explicit_config=False):
     """Raise :class:`ResumeError` unless the snapshot at ``path`` is safe,
-    its weights fit ``model`` and its run's settings are ``config``'s.
+    its weights fit ``model`` and its run's settings are ``config``'s;
+    return the number of epochs it holds.
 
     Where no record of its settings exists (a snapshot written by Chainer's
     own writer away from its run folder), it is accepted only when the
@@ -136,6 +164,7 @@ def check_snapshot(path, model, config, explicit_config=False):
         shapes = {key: npz[key].shape for key in npz.files
                   if key.startswith('updater/model:main/')}
         previous = recorded_config(npz, path)
+        epoch = snapshot_epoch(npz, path)
     diffs = []
     for name, param in sorted(model.namedparams()):
         key = 'updater/model:main' + name
@@ -156,11 +185,35 @@ def check_snapshot(path, model, config, explicit_config=False):
                 'trained with (none inside, no %s beside it); to continue '
                 'it, name them with --config FILE' % (path,
                                                     run_folder.CONFIG_FILE))
-        return
+        return epoch
     diffs = settings_differences(previous, config)
     if diffs:
         _refuse('snapshot %s' % path, previous, config, diffs,
                 'Pass the settings it was trained with.')
+    return epoch
+
+
+def snapshot_epoch(npz, path):
+    """The number of epochs a snapshot's run had finished."""
+    try:
+        epoch = npz[EPOCH_KEY]
+    except KeyError:
+        raise ResumeError('snapshot %s records no epoch (%s); it is not a '
+                          "trainer's snapshot" % (path, EPOCH_KEY))
+    if epoch.shape != () or epoch.dtype.kind not in 'iu' or epoch < 0:
+        raise ResumeError('snapshot %s records a bad epoch %r in %s'
+                          % (path, epoch, EPOCH_KEY))
+    return int(epoch)
+
+
+def finished_note(where, epoch, config):
+    """The line a rerun of a run finished at ``epoch`` prints, or ``None``
+    where the requested ``config['epoch']`` asks for more training."""
+    if epoch < config['epoch']:
+        return None
+    return ('%s has finished %d epochs, and --epoch %d asks for no more; '
+            'nothing was trained or written. To train longer, raise --epoch'
+            % (where, epoch, config['epoch']))
 
 
 def load_snapshot(path, trainer):

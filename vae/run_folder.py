@@ -70,17 +70,28 @@ def remove_leftovers(out):
     """Remove what an interrupted run left in ``out``: this project's
     temporary files (:func:`vae.atomic.is_temporary`) and the temporary
     snapshot folders of Chainer's writer. Returns the names removed."""
-    removed = []
+    removed = atomic.remove_leftovers(out)
     for name in sorted(os.listdir(out)):
         path = os.path.join(out, name)
-        if os.path.isfile(path) and atomic.is_temporary(name):
-            os.remove(path)
-        elif os.path.isdir(path) and _CHAINER_TEMPORARY.match(name):
+        if os.path.isdir(path) and _CHAINER_TEMPORARY.match(name):
             shutil.rmtree(path)
-        else:
-            continue
-        removed.append(name)
-    return removed
+            removed.append(name)
+    return sorted(removed)
+
+
+@contextlib.contextmanager
+def made_for_run(out):
+    """Make the folder ``out`` if missing; where it was made here, remove
+    it again if it is still empty when the ``with`` ends, so that a refused
+    run leaves no empty ``--out`` behind."""
+    made = not os.path.isdir(out)
+    os.makedirs(out, exist_ok=True)
+    try:
+        yield out
+    finally:
+        if made:
+            with contextlib.suppress(OSError):
+                os.rmdir(out)  # only an empty folder
 
 
 @contextlib.contextmanager
@@ -117,6 +128,7 @@ def lock(out):
             print('note: took over the lock of a run that ended without '
                   'releasing it (%s)' % previous, file=sys.stderr)
         os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)  # _read_holder moved it to the end
         os.write(fd, json.dumps({
             'pid': os.getpid(), 'host': socket.gethostname(),
             'started': time.strftime('%Y-%m-%d %H:%M:%S')}).encode())

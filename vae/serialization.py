@@ -18,11 +18,12 @@ import json
 import os
 import sys
 import zipfile
+import zlib
 
 import numpy
 from chainer import serializers
 
-from vae import atomic
+from vae import atomic, memory
 from vae.net import VAE, activation_name, layer_sizes
 
 META_KEY = '_vae_meta'
@@ -69,7 +70,8 @@ def load_model(path, activation=None):
         VAE: the model, on the CPU.
 
     Raises:
-        ModelFileError: naming the file and what is wrong with it.
+        ModelFileError: naming the file and what is wrong with it (a file
+            whose weights are not all finite is refused too).
     """
     if activation is not None:
         activation_name(activation)  # a known name, or ValueError
@@ -94,7 +96,22 @@ def load_model(path, activation=None):
         except (KeyError, ValueError) as e:
             raise ModelFileError('%s: parameters do not match its recorded '
                                  'sizes (%s)' % (path, e))
+    bad = nonfinite_parameters(model)
+    if bad:
+        raise ModelFileError(
+            '%s holds weights that are NaN or infinite (%s%s), as a run that '
+            'diverged writes them; nothing it computed would mean anything. '
+            'Train again (a smaller --alpha, another --seed)'
+            % (path, ', '.join(bad[:3]),
+               ' and %d more' % (len(bad) - 3) if len(bad) > 3 else ''))
     return model
+
+
+def nonfinite_parameters(model):
+    """Names of the parameters of ``model`` that hold a NaN or an
+    infinity."""
+    return [name.lstrip('/') for name, param in sorted(model.namedparams())
+            if not numpy.isfinite(param.array).all()]
 
 
 def article_meta(npz, path):
@@ -120,7 +137,7 @@ def article_meta(npz, path):
         n_h, n_in = npz['le1/W'].shape
         n_latent = npz['le3_mu/W'].shape[0]
         shapes = {key: npz[key].shape for key in expected}
-    except (ValueError, zipfile.BadZipFile) as e:
+    except (ValueError, zipfile.BadZipFile, zlib.error) as e:
         raise ModelFileError('%s is not a readable VAE (%s)' % (path, e))
     for name, fan_in, fan_out in layer_sizes(n_in, n_latent, n_h):
         for key, shape in (('W', (fan_out, fan_in)), ('b', (fan_out,))):
@@ -151,8 +168,9 @@ def _open_npz(path):
                              % path)
     try:
         yield npz
-    except zipfile.BadZipFile as e:
-        raise ModelFileError('%s is corrupt (%s)' % (path, e))
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        raise ModelFileError('%s is damaged (%s); train it again, or use '
+                             'an intact copy' % (path, e)) from None
     finally:
         npz.close()
 
@@ -163,7 +181,31 @@ def _meta_of(npz, path):
         for key in ('n_in', 'n_latent', 'n_h', 'activation'):
             meta[key]
         activation_name(meta['activation'])
-    except (ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
-        raise ModelFileError('%s has unreadable model metadata (%s)'
-                             % (path, e))
+        problem = sizes_problem(meta)
+    except (ValueError, KeyError, TypeError, zipfile.BadZipFile,
+            zlib.error) as e:
+        problem = e
+    if problem:
+        raise ModelFileError('%s has unreadable model metadata (%s); the '
+                             'file is damaged or not written by this project'
+                             % (path, problem))
     return meta
+
+
+def sizes_problem(meta):
+    """What is wrong with the sizes ``n_in``, ``n_latent`` and ``n_h`` of
+    ``meta``, or ``None``: each must be a positive integer, and the
+    model must fit the machine's memory."""
+    for key in ('n_in', 'n_latent', 'n_h'):
+        value = meta[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return '%s is %r, not a positive integer' % (key, value)
+    try:
+        memory.check(memory.model_bytes(meta['n_in'], meta['n_latent'],
+                                        meta['n_h']),
+                     'a model of n_in=%d, n_latent=%d, n_h=%d'
+                     % (meta['n_in'], meta['n_latent'], meta['n_h']),
+                     'such sizes are not a VAE this machine can hold')
+    except memory.MemoryEstimateError as e:
+        return str(e)
+    return None

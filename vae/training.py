@@ -27,7 +27,7 @@ from chainer.training import extensions
 
 from vae import atomic, config as config_lib
 from vae import device as device_lib
-from vae import distributed
+from vae import distributed, memory
 from vae import extensions as vae_extensions
 from vae import fast as fast_lib
 from vae import resume as resume_lib
@@ -141,8 +141,15 @@ def train(config, out, train_data, test_data, device, resume=None,
             data, as one of ``config['ranks']`` processes; ``None``: alone.
 
     Returns:
-        VAE: the trained model, on ``device``.
+        VAE: the trained model, on ``device``; ``None`` where the run in
+        ``out`` (or the ``resume`` snapshot) had already reached
+        ``config['epoch']``: then a line says so and nothing is changed.
+
+    Raises:
+        TrainingInterrupted: Ctrl-C (or a SIGTERM turned into
+            ``KeyboardInterrupt``) stopped training.
     """
+    check_memory(config, n_in)
     if comm is not None:
         train_data = distributed.share(
             train_data, comm, seed=config['seed'],
@@ -158,9 +165,14 @@ def train(config, out, train_data, test_data, device, resume=None,
     device_lib.seed(device, config['seed'])  # the same weights on every rank
     model = build_model(config, n_in)
     with contextlib.ExitStack() as held:
-        snapshot, data = distributed.root_first(comm, functools.partial(
-            _prepare, held, config, out, model, resume, explicit_config,
-            comm is not None))
+        snapshot, data, finished = distributed.root_first(
+            comm, functools.partial(_prepare, held, config, out, model,
+                                    resume, explicit_config,
+                                    comm is not None))
+        if finished:
+            if distributed.is_root(comm):
+                print(finished)
+            return None
         if comm is not None:  # from here on, each rank its own stream
             device_lib.seed(device,
                             distributed.rank_seed(config['seed'], comm.rank))
@@ -178,16 +190,53 @@ def train(config, out, train_data, test_data, device, resume=None,
             note_generic_blas(device)
         try:
             trainer.run(show_loop_exception_msg=False)
+        except KeyboardInterrupt as e:
+            raise TrainingInterrupted(
+                'training stopped by %s at epoch %.2f (iteration %d); %s. '
+                'Run the same command to resume'
+                % (e.args[0] if e.args else 'Ctrl-C',
+                   trainer.updater.epoch_detail, trainer.updater.iteration,
+                   _kept(out))) from None
         except NonFiniteLossError as e:
-            kept = run_folder.existing_outputs(out)
             raise distributed.every_rank(NonFiniteLossError(
                 '%s; %s. Try a smaller --alpha or another --seed.'
-                % (e, 'what it had written is intact: %s' % ', '.join(kept)
-                   if kept else 'nothing had been saved yet')))
+                % (e, _kept(out))))
         if distributed.is_root(comm):
             serialization.save_model(
                 os.path.join(out, run_folder.MODEL_FILE), model)
     return model
+
+
+def check_memory(config, n_in=784):
+    """Refuse, before anything is written, a run whose model or steps need
+    more memory than the machine has (:mod:`vae.memory`).
+
+    Raises:
+        vae.memory.MemoryEstimateError: marked as every rank's.
+    """
+    try:
+        memory.check(
+            memory.training_bytes(n_in, config['n_latent'], config['n_h'],
+                                  config['batchsize'],
+                                  max(config['k'], config['k_test'])),
+            'training a %d-%d-%d VAE on batches of %d images with k=%d '
+            '(k_test=%d)' % (n_in, config['n_h'], config['n_latent'],
+                             config['batchsize'], config['k'],
+                             config['k_test']),
+            'use a smaller --n-hidden, --dim-z, --batchsize, --k or --k-test')
+    except memory.MemoryEstimateError as e:
+        raise distributed.every_rank(e)
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C or SIGTERM stopped training; the message says where."""
+
+
+def _kept(out):
+    """What a stopped run leaves in ``out``, in words."""
+    kept = run_folder.existing_outputs(out)
+    return ('what it had written is intact: %s' % ', '.join(kept) if kept
+            else 'nothing had been saved yet')
 
 
 def _prepare(held, config, out, model, resume, explicit_config, broadcast):
@@ -196,25 +245,33 @@ def _prepare(held, config, out, model, resume, explicit_config, broadcast):
     check what is there against the request, write ``config.json``.
 
     Returns:
-        tuple: the snapshot to resume from (or ``None``) and, where
-        ``broadcast``, its bytes for the other ranks.
+        tuple: the snapshot to resume from (or ``None``); where
+        ``broadcast``, its bytes for the other ranks; and where the run has
+        already reached ``config['epoch']``, the line that says so (then
+        nothing was changed), else ``None``.
     """
-    os.makedirs(out, exist_ok=True)
+    held.enter_context(run_folder.made_for_run(out))
     held.enter_context(run_folder.lock(out))
+    resume_lib.check_previous_run(out, config)
+    snapshot = resume or run_folder.latest_snapshot(out)
+    if snapshot is not None:
+        epoch = resume_lib.check_snapshot(snapshot, model, config,
+                                          explicit_config)
+        finished = resume_lib.finished_note(
+            out if resume is None else 'snapshot %s' % snapshot, epoch,
+            config)
+        if finished:
+            return None, None, finished
     removed = run_folder.remove_leftovers(out)
     if removed:
         print('removed what an interrupted run left in %s: %s'
               % (out, ', '.join(removed)), file=sys.stderr)
-    resume_lib.check_previous_run(out, config)
-    snapshot = resume or run_folder.latest_snapshot(out)
-    if snapshot is not None:
-        resume_lib.check_snapshot(snapshot, model, config, explicit_config)
     atomic.write_text(os.path.join(out, run_folder.CONFIG_FILE),
                       json.dumps(config, indent=2, sort_keys=True) + '\n')
     if snapshot is None or not broadcast:
-        return snapshot, None
+        return snapshot, None, None
     with open(snapshot, 'rb') as f:
-        return snapshot, f.read()
+        return snapshot, f.read(), None
 
 
 def note_generic_blas(device):
@@ -233,12 +290,40 @@ def record_environment(out, device, epoch):
     try:
         with open(path) as f:
             entries = json.load(f)
-        if not isinstance(entries, list):
-            entries = []
-    except (OSError, ValueError):
+        problem = (None if isinstance(entries, list)
+                   else 'not a JSON list')
+    except FileNotFoundError:
+        entries, problem = [], None
+    except (OSError, ValueError) as e:
+        problem = e
+    if problem:
+        kept = path + '.unreadable'
+        os.replace(path, kept)
+        print('note: %s was unreadable (%s); it is kept as %s, and a new '
+              'record begins' % (path, problem, os.path.basename(kept)),
+              file=sys.stderr)
         entries = []
     entry = dict(device_lib.environment(device), from_epoch=epoch)
     atomic.write_text(path, json.dumps(entries + [entry], indent=2) + '\n')
+
+
+class EpochLimit:
+    """The Trainer's stop trigger: stop once ``epochs`` epochs are done.
+
+    Chainer's ``(N, 'epoch')`` is an interval trigger, which stops at the
+    next *multiple* of N: a run resumed at epoch 4 with ``--epoch 3`` would
+    go on to epoch 6. This one stops at epoch N exactly.
+    """
+
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def __call__(self, trainer):
+        return trainer.updater.epoch_detail >= self.epochs
+
+    def get_training_length(self):
+        """What ProgressBar shows the progress against."""
+        return self.epochs, 'epoch'
 
 
 def _trainer(config, out, model, train_data, test_data, device, progress,
@@ -261,7 +346,8 @@ def _trainer(config, out, model, train_data, test_data, device, progress,
     updater = path.make_updater(train_iter, path.optimizer, noise_seed,
                                 config['C'], config['k'])
     make_loss_func = path.make_loss_func
-    trainer = training.Trainer(updater, (config['epoch'], 'epoch'), out=out)
+    trainer = training.Trainer(updater, EpochLimit(config['epoch']),
+                               out=out)
     root = distributed.is_root(comm)
 
     evaluator = extensions.Evaluator(
