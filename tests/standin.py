@@ -241,9 +241,16 @@ class FakeCublas(types.ModuleType):
         super(FakeCublas, self).__init__('nvmath.bindings.cublas')
         self.handles = {}  # handle -> {'stream': ptr, 'workspace': bytes}
         self.sgemm_calls = 0
+        self.created = 0
+        #: what ``create`` raises, as a broken install does (for example
+        #: ``OSError`` where libcublas cannot be loaded)
+        self.create_error = None
 
     def create(self):
-        handle = 0x7000 + len(self.handles)
+        if self.create_error is not None:
+            raise self.create_error
+        self.created += 1
+        handle = 0x7000 + self.created
         self.handles[handle] = {}
         return handle
 

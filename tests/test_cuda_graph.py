@@ -286,6 +286,28 @@ def test_without_nvmath_the_graph_path_falls_back_with_a_note(
             'CUDA graph') in err
 
 
+def test_where_no_cublas_handle_can_be_made_it_falls_back_with_a_note(
+        tmp_path, monkeypatch, images, capsys):
+    # nvmath-python imports without a driver or a libcublas
+    with stand_in_gpu(monkeypatch) as device, \
+            fake_nvmath(monkeypatch) as cublas:
+        cublas.create_error = OSError('libcublas.so.12: cannot open shared '
+                                      'object file')
+        train(tmp_path / 'run', images, device, epoch=1, cuda_graph=True)
+    assert ('note: nvmath-python cannot create a cuBLAS handle (OSError: '
+            'libcublas.so.12: cannot open shared object file); training '
+            'without the CUDA graph') in capsys.readouterr().err
+    assert log_of(tmp_path / 'run')[0]['epoch'] == 1
+
+
+def test_the_nvmath_check_leaves_no_handle_behind(monkeypatch):
+    with stand_in_gpu(monkeypatch) as device, \
+            fake_nvmath(monkeypatch) as cublas:
+        model = VAE(784, 2, 8, 'softplus')
+        assert cuda_graph.unsupported_reason(model, device) is None
+    assert cublas.created == 1 and cublas.handles == {}
+
+
 def test_on_the_cpu_the_graph_path_says_it_needs_a_gpu(capsys):
     model = VAE(784, 2, 8, 'softplus')
     path = training.training_path(model, device_lib.get_device(-1), 1e-3,
@@ -304,3 +326,28 @@ def test_the_benchmark_times_the_three_gpu_paths(gpu):
         'plain', 'fused-eager', 'graph']
     assert all(r['s_per_step'] > 0 and r['peak_memory_bytes'] > 0
                for r in result['rows'])
+
+
+def setup_constant(name):
+    """The value of a list of strings assigned to ``name`` in setup.py."""
+    import ast
+    import pathlib
+    tree = ast.parse((pathlib.Path(__file__).resolve().parent.parent
+                      / 'setup.py').read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and \
+                [t.id for t in node.targets] == [name]:
+            return ast.literal_eval(node.value)
+    raise KeyError(name)
+
+
+def test_the_gpu_graph_extra_is_built_for_cuda_12():
+    # nvmath-python alone pulled cuda-bindings 13 beside cupy-cuda12x
+    from packaging.requirements import Requirement
+    wanted = {r.name: r for r in map(Requirement, setup_constant('GPU_GRAPH'))}
+    assert set(wanted) == {'cupy-cuda12x', 'nvmath-python', 'cuda-bindings'}
+    assert wanted['nvmath-python'].extras == {'cu12'}
+    assert wanted['nvmath-python'].specifier.contains('1.0.1')
+    bindings = wanted['cuda-bindings'].specifier
+    assert bindings.contains('12.9.0')
+    assert not bindings.contains('13.0.0')

@@ -58,11 +58,29 @@ def unsupported_reason(model, device):
                 % (', '.join(fast.FUSED_ACTIVATIONS), model.activation))
     if any(p.dtype != _F32 for p in model.params()):
         return 'the fused step needs float32 parameters'
+    with chainer.using_device(device):  # a handle belongs to a device
+        return cublas_reason()
+
+
+def cublas_reason():
+    """Why nvmath-python's cuBLAS cannot serve the current device, or None.
+
+    Importing the bindings succeeds without a driver or a libcublas (they
+    load the library lazily), so a handle is created and destroyed here:
+    a broken install then falls back with a note, rather than failing at
+    the first iteration.
+    """
     try:
-        import nvmath.bindings.cublas  # NOQA: F401
+        from nvmath.bindings import cublas
     except ImportError:
         return ('the CUDA-graph path needs nvmath-python (pip install '
                 'nvmath-python, or the extra .[gpu-graph])')
+    try:
+        handle = cublas.create()
+    except Exception as e:  # cuBLASError, a missing library, no driver
+        return ('nvmath-python cannot create a cuBLAS handle (%s: %s)'
+                % (type(e).__name__, e))
+    cublas.destroy(handle)
     return None
 
 
