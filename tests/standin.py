@@ -7,9 +7,14 @@ It copies what the project's code depends on, where real CuPy and Chainer's
 * the device is not a context manager (``with device:`` raises, as for
   every ``chainer.backend.Device``); ``chainer.using_device`` makes it
   current, which the stand-in records;
-* the array module has a random generator of its own, which NumPy's seed
-  does not touch and whose state no snapshot holds; ``random.RandomState``
-  takes CuPy's ``method`` and ``set_random_state`` installs one;
+* the array module has a random generator of its own for each device,
+  used by whichever device is current (device 0 where none was made
+  current), which NumPy's seed does not touch and whose state no snapshot
+  holds; ``random.RandomState`` takes CuPy's ``method`` and
+  ``set_random_state`` installs one for the current device;
+* a stream belongs to the device current at its creation, and ``with
+  stream`` refuses to start while another device is current, with CuPy
+  14's message;
 * arrays must be moved: ``send`` turns them into :class:`DeviceArray`, and
   only ``chainer.backend.CpuDevice().send`` (as for a CuPy array's
   ``get()``) turns them back into plain NumPy arrays;
@@ -36,11 +41,21 @@ class DeviceArray(numpy.ndarray):
 
 
 class _Random(object):
-    """``cupy.random``: a generator per device, apart from NumPy's."""
+    """``cupy.random``: a generator per device, apart from NumPy's; each
+    call uses the current device's."""
 
-    def __init__(self):
-        self.state = self.RandomState(numpy.uint64(0))
+    def __init__(self, cupy):
+        self._cupy = cupy
+        self.states = {}  # device id -> RandomState
         self.seeds = []  # every seed given, in order
+        self.seeded_devices = []  # the device of each seed
+
+    @property
+    def state(self):
+        device = self._cupy.current_device()
+        if device not in self.states:
+            self.states[device] = self.RandomState(numpy.uint64(device))
+        return self.states[device]
 
     class RandomState(object):
         def __init__(self, seed=None, method=None):
@@ -61,10 +76,11 @@ class _Random(object):
 
     def seed(self, seed=None):
         self.seeds.append(seed)
+        self.seeded_devices.append(self._cupy.current_device())
         self.state.seed(seed)
 
     def set_random_state(self, state):
-        self.state = state
+        self.states[self._cupy.current_device()] = state
 
     def get_random_state(self):
         return self.state
@@ -107,9 +123,16 @@ class _CudaStream(object):
         self.ptr = 0x5000 + _CudaStream._count
         self.non_blocking = non_blocking
         self._cupy = cupy
+        self.device_id = cupy.current_device()
         self.synchronized = 0
 
     def __enter__(self):
+        current = self._cupy.current_device()
+        if current != self.device_id:  # CuPy 14's check, and its words
+            raise RuntimeError(
+                'the device that the stream is created on (%d) does not '
+                'match with the current device (%d)'
+                % (self.device_id, current))
         self._cupy.streams.append(self)
         return self
 
@@ -125,12 +148,13 @@ class StandInCupy(types.ModuleType):
 
     def __init__(self):
         super(StandInCupy, self).__init__('standin_cupy')
-        self.random = _Random()
+        self.random = _Random(self)
         self.stream = _Stream()
         self.current = []  # the device made current, innermost last
         self.streams = []  # the streams made current, innermost last
         self.pool = _MemoryPool()
         self.allocator = None  # what set_allocator installed
+        self.device_count = 1
         cupy = self
 
         class Device(object):
@@ -157,11 +181,15 @@ class StandInCupy(types.ModuleType):
             set_allocator=set_allocator,
             get_current_stream=lambda: self.stream,
             runtime=types.SimpleNamespace(
-                getDeviceCount=lambda: 1,
+                getDeviceCount=lambda: self.device_count,
                 getDeviceProperties=lambda index: {
                     'name': b'Stand-in GPU %d' % index}),
             curand=types.SimpleNamespace(
                 CURAND_RNG_PSEUDO_PHILOX4_32_10=PHILOX))
+
+    def current_device(self):
+        """The id of the current device (0 where none was made current)."""
+        return self.current[-1] if self.current else 0
 
     def get_default_memory_pool(self):
         return self.pool
@@ -179,6 +207,7 @@ class StandInGpuDevice(chainer.backend.Device):
     def __init__(self, index=0):
         self.index = index
         self.cupy = StandInCupy()
+        self.cupy.device_count = index + 1
         self.sent = 0  # arrays moved here
 
     @property
@@ -215,9 +244,10 @@ class StandInGpuDevice(chainer.backend.Device):
 
 
 @contextlib.contextmanager
-def stand_in_gpu(monkeypatch):
-    """A :class:`StandInGpuDevice`, with ``CpuDevice().send`` taught to
-    bring its arrays back as plain NumPy arrays."""
+def stand_in_gpu(monkeypatch, index=0):
+    """A :class:`StandInGpuDevice` (GPU ``index``), with
+    ``CpuDevice().send`` taught to bring its arrays back as plain NumPy
+    arrays."""
     from chainer.backends import _cpu
     from chainer.optimizers.adam import AdamRule
     original = _cpu._array_to_cpu
@@ -229,7 +259,7 @@ def stand_in_gpu(monkeypatch):
 
     monkeypatch.setattr(_cpu, '_array_to_cpu', to_cpu)
     monkeypatch.setattr(AdamRule, 'update_core_gpu', AdamRule.update_core_cpu)
-    yield StandInGpuDevice()
+    yield StandInGpuDevice(index)
 
 
 class FakeCublas(types.ModuleType):

@@ -145,6 +145,23 @@ def test_a_fused_step_is_chainers_adam_step_bit_for_bit(gpu, images, k, C):
 
 
 @pytest.mark.numerics
+@pytest.mark.parametrize('capture', [True, False])
+def test_warm_up_and_capture_leave_the_step_as_it_was(gpu, images, capture):
+    # the warm-up runs a step (a capture only records one): the state is
+    # saved before it, else every run starts one Adam step ahead
+    step, _, _ = step_and_model(gpu)
+    step.x[...] = images[0][:8]
+    before = [buffer.copy() for buffer in step.state()]
+    stream = device_lib.stream(gpu)
+    replay = cuda_graph.warm_up_and_capture(gpu, stream, step, capture)
+    for got, want in zip(step.state(), before):
+        numpy.testing.assert_array_equal(got, want)
+    replay()
+    assert float(step.t) == 1 and int(step.iteration) == 1
+    assert not numpy.array_equal(step.P, before[0])
+
+
+@pytest.mark.numerics
 def test_a_non_finite_loss_freezes_the_step(gpu, images):
     step, model, _ = step_and_model(gpu)
     step.x[...] = images[0][:8]
@@ -244,6 +261,26 @@ def test_a_resumed_graph_run_equals_an_uninterrupted_one(
                      for e in log_of(tmp_path / 'resumed')]
 
 
+@pytest.mark.numerics
+def test_a_graph_run_on_gpu_1_equals_one_on_gpu_0(tmp_path, monkeypatch,
+                                                  images):
+    # the step's stream belongs to GPU 1: entering it while GPU 0 is
+    # current fails in CuPy 14, and the noise must come from GPU 1's
+    # seeded generator
+    logs = []
+    for index in (0, 1):
+        with stand_in_gpu(monkeypatch, index) as device, \
+                fake_nvmath(monkeypatch):
+            monkeypatch.setattr(device_lib, 'capture',
+                                lambda device, stream, func: func)
+            train(tmp_path / str(index), images, device, epoch=2,
+                  cuda_graph=True)
+            assert device.xp.random.states.keys() == {index}
+        logs.append([{k: v for k, v in e.items() if k != 'elapsed_time'}
+                     for e in log_of(tmp_path / str(index))])
+    assert logs[1] == logs[0]
+
+
 def test_the_graphs_guard_stops_at_the_epochs_end_naming_the_iteration(
         tmp_path, monkeypatch, gpu, images):
     out = tmp_path / 'run'
@@ -316,12 +353,18 @@ def test_on_the_cpu_the_graph_path_says_it_needs_a_gpu(capsys):
     assert 'the CUDA-graph path needs a GPU' in capsys.readouterr().err
 
 
-def test_the_benchmark_times_the_three_gpu_paths(gpu):
+@pytest.mark.parametrize('index', [0, 1])
+def test_the_benchmark_times_the_three_gpu_paths(monkeypatch, index):
+    # the benchmark drives the updaters without a trainer: each makes its
+    # device current itself (GPU 1's stream refuses GPU 0)
     from testutil import load_script
     benchmark = load_script('benchmark')
-    result = benchmark.benchmark(gpu, batch_sizes=(20,), rounds=1, steps=2,
-                                 warmup=1, square=32,
-                                 paths=benchmark.GPU_PATHS)
+    with stand_in_gpu(monkeypatch, index) as gpu, fake_nvmath(monkeypatch):
+        monkeypatch.setattr(device_lib, 'capture',
+                            lambda device, stream, func: func)
+        result = benchmark.benchmark(gpu, batch_sizes=(20,), rounds=1,
+                                     steps=2, warmup=1, square=32,
+                                     paths=benchmark.GPU_PATHS)
     assert [r['path'] for r in result['rows']] == [
         'plain', 'fused-eager', 'graph']
     assert all(r['s_per_step'] > 0 and r['peak_memory_bytes'] > 0

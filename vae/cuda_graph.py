@@ -236,6 +236,23 @@ class FusedStep(object):
                    keep=self.keep)
 
 
+def warm_up_and_capture(device, stream, step, capture=True):
+    """Run ``step`` once (which compiles every kernel) and capture it as a
+    CUDA graph on ``stream``, then put back the state the step had before
+    both; returns the replay (``step.run`` itself where not ``capture``).
+
+    The state is saved before the warm-up: a capture records a step
+    without running it, but the warm-up runs one, which is undone too.
+    """
+    saved = [buffer.copy() for buffer in step.state()]
+    step.run()
+    replay = (device_lib.capture(device, stream, step.run) if capture
+              else step.run)
+    for buffer, value in zip(step.state(), saved):
+        buffer[...] = value
+    return replay
+
+
 def fused_loss_func(model, C=1.0, k=1):
     """The fused forward as a loss function for the Evaluator (eager, any
     batch size): ``get_loss_func(C, k)``'s value and reports, to float32
@@ -295,17 +312,17 @@ class GraphUpdater(Updater):
                 device_lib.is_cpu(device) else device.xp.dot
             step = FusedStep(self._model, self.get_optimizer('main'),
                              batchsize, self._k, self._C, dot)
-            # A warm-up step compiles every kernel, and a capture records
-            # one without running it; the state is put back after both.
-            saved = [buffer.copy() for buffer in step.state()]
-            step.run()
-            self._replay = (device_lib.capture(device, self._stream, step.run)
-                            if self._capture else step.run)
-            for buffer, value in zip(step.state(), saved):
-                buffer[...] = value
+            self._replay = warm_up_and_capture(device, self._stream, step,
+                                               self._capture)
         self._step = step
 
     def update_core(self):
+        # the stream, the generator and the handle are the run's device's:
+        # it must be current (CuPy 14 refuses another device's stream)
+        with device_lib.current(self.device):
+            self._update()
+
+    def _update(self):
         iterator = self.get_iterator('main')
         batch = iterator.next()
         x = self.converter(batch, self.device)  # (B, n_in)

@@ -176,7 +176,8 @@ def train(config, out, train_data, test_data, device, resume=None,
         if distributed.is_root(comm):
             record_environment(out, device, trainer.updater.epoch)
         try:
-            trainer.run(show_loop_exception_msg=False)
+            with device_lib.current(device):  # the Evaluator's noise too
+                trainer.run(show_loop_exception_msg=False)
         except NonFiniteLossError as e:
             kept = run_folder.existing_outputs(out)
             raise distributed.every_rank(NonFiniteLossError(
