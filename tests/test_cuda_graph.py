@@ -117,8 +117,11 @@ def step_and_model(device, batch=8, k=1, C=1.0, seed=0):
 
 @pytest.mark.numerics
 @pytest.mark.parametrize('k,C', [(1, 1.0), (3, 0.5)])
-def test_a_fused_step_is_chainers_adam_step_bit_for_bit(gpu, images, k, C):
-    step, model, _ = step_and_model(gpu, k=k, C=C)
+@pytest.mark.parametrize('schedule', [False, True],
+                         ids=['constant', 'scheduled'])
+def test_a_fused_step_is_chainers_adam_step_bit_for_bit(gpu, images, k, C,
+                                                        schedule):
+    step, model, optimizer_of_step = step_and_model(gpu, k=k, C=C)
     numpy.random.seed(0)
     reference = VAE(784, 3, 16, 'softplus')  # the same initial weights
     optimizer = chainer.optimizers.Adam()
@@ -127,6 +130,11 @@ def test_a_fused_step_is_chainers_adam_step_bit_for_bit(gpu, images, k, C):
     eps = numpy.random.RandomState(1).standard_normal(
         (3, k * 8, 3)).astype(numpy.float32)
     for i in range(3):
+        if schedule and i:  # as ExponentialShift('alpha', 0.5) and a beta
+            for opt in (optimizer, optimizer_of_step):
+                opt.alpha *= 0.5
+                opt.beta1 = 0.8
+            step.load_hyperparams()
         step.x[...] = x
         step.eps[...] = eps[i]
         step.run()
@@ -159,6 +167,77 @@ def test_warm_up_and_capture_leave_the_step_as_it_was(gpu, images, capture):
     replay()
     assert float(step.t) == 1 and int(step.iteration) == 1
     assert not numpy.array_equal(step.P, before[0])
+
+
+class ReadCounter(object):
+    """An optimizer's ``hyperparam`` that counts the reads of its values."""
+
+    def __init__(self, hyperparam):
+        self.__dict__['_hyperparam'] = hyperparam
+        self.__dict__['reads'] = 0
+
+    def __getattr__(self, name):
+        self.__dict__['reads'] += 1
+        return getattr(self._hyperparam, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._hyperparam, name, value)
+
+
+def test_a_step_reads_adams_hyperparameters_from_the_device(gpu, images):
+    # a CUDA graph freezes every host value its capture read: a step that
+    # read alpha from Python would replay the alpha of the capture forever
+    numpy.random.seed(0)
+    model = VAE(784, 3, 16, 'softplus')
+    model.to_device(gpu)
+    optimizer = chainer.optimizers.Adam()
+    optimizer.setup(model)
+    optimizer.hyperparam = counter = ReadCounter(optimizer.hyperparam)
+    step = cuda_graph.FusedStep(model, optimizer, 8, 1, 1.0, gpu.xp.dot)
+    step.x[...] = images[0][:8]
+    read = counter.reads
+    step.run()
+    assert counter.reads == read  # none during the step
+    numpy.testing.assert_array_equal(
+        step.hyper, [1e-3, 0.9, 0.999, 1e-8, 1.0])
+
+
+def scheduled_run(out, device, images, cuda_graph, shift):
+    """The parameters after 45 iterations of a trainer whose Adam's alpha
+    ``ExponentialShift`` halves every 5 (where ``shift``)."""
+    device_lib.seed(device, 0)
+    model = VAE(784, 3, 16, 'softplus')
+    model.to_device(device)
+    path = training.training_path(model, device, 1e-3, fast=False,
+                                  cuda_graph=cuda_graph)
+    assert path.name == ('graph' if cuda_graph else 'plain')
+    path.optimizer.setup(model)
+    iterator = chainer.iterators.SerialIterator(images[0], 20)
+    trainer = chainer.training.Trainer(
+        path.make_updater(iterator, path.optimizer, 0, 1.0, 1),
+        (45, 'iteration'), out=str(out))
+    if shift:
+        trainer.extend(chainer.training.extensions.ExponentialShift(
+            'alpha', 0.5), trigger=(5, 'iteration'))
+    with device_lib.current(device):
+        trainer.run()
+    assert path.optimizer.alpha == (1e-3 * 0.5 ** 9 if shift else 1e-3)
+    return {name: device_lib.to_cpu(p.array)
+            for name, p in model.namedparams()}
+
+
+@pytest.mark.numerics
+def test_a_schedule_of_adams_alpha_reaches_the_graph(tmp_path, gpu, images):
+    # the graph reads Adam's hyperparameters from device memory; frozen
+    # at the capture, the schedule would be silently ignored
+    plain = scheduled_run(tmp_path, gpu, images, False, shift=True)
+    graph = scheduled_run(tmp_path, gpu, images, True, shift=True)
+    constant = scheduled_run(tmp_path, gpu, images, True, shift=False)
+    for name, array in plain.items():
+        numpy.testing.assert_allclose(graph[name], array, rtol=1e-4,
+                                      atol=1e-6, err_msg=name)
+    assert max(numpy.abs(constant[name] - array).max()
+               for name, array in plain.items()) > 1e-3
 
 
 @pytest.mark.numerics

@@ -21,8 +21,9 @@ What the capture needs, and where it is done:
 * Memory allocated inside a capture must come from CUDA's stream-ordered
   allocator (:func:`vae.device.use_stream_ordered_memory`).
 * What changes between iterations lives in device memory the graph reads:
-  the batch and the noise buffers, Adam's step count, and the flag of the
-  non-finite guard (:class:`FusedStep`).
+  the batch and the noise buffers, Adam's step count and hyperparameters
+  (a schedule such as ``ExponentialShift('alpha')`` takes effect at the
+  next replay), and the flag of the non-finite guard (:class:`FusedStep`).
 * No host synchronization inside the graph: the reported loss, reconstruction
   and KL are device scalars that ``LogReport`` averages on the device and
   reads once per epoch.
@@ -168,7 +169,6 @@ class FusedStep(object):
         xp = model.xp
         self.xp, self.dot = xp, dot
         self._activation, self._k, self._C = model.activation, k, C
-        self._hyper = optimizer.hyperparam
         self._optimizer = optimizer
         named = dict(model.namedparams())
         self._names = fast.param_names(model)
@@ -187,12 +187,26 @@ class FusedStep(object):
         self.x = xp.zeros((batchsize, n_in), dtype=_F32)  # (B, n_in)
         self.eps = xp.zeros((k * batchsize, n_latent), dtype=_F32)
         self.t = xp.zeros((), dtype=numpy.float64)  # Adam's steps
+        # Adam's hyperparameters, read by the graph at each replay
+        self.hyper = xp.zeros(len(fused.ADAM_HYPERPARAMS), numpy.float64)
+        self._hyper_loaded = None  # their values in self.hyper
         self.keep = xp.ones((), dtype=bool)  # no non-finite loss yet
         self.iteration = xp.zeros((), dtype=numpy.int64)  # steps run
         self.first_bad = xp.full((), -1, dtype=numpy.int64)
         self.loss, self.reconstr, self.kl = (
             xp.zeros((), dtype=_F32) for _ in range(3))
         self.load_step_count()
+        self.load_hyperparams()
+
+    def load_hyperparams(self):
+        """Adam's hyperparameters from the optimizer into :attr:`hyper`,
+        where they changed (a schedule changes them between steps; the
+        graph reads them at each replay)."""
+        values = fused.adam_hyperparams(self._optimizer.hyperparam)
+        if self._hyper_loaded is None or \
+                not numpy.array_equal(values, self._hyper_loaded):
+            self.hyper[...] = self.xp.asarray(values)
+            self._hyper_loaded = values
 
     def bind(self):
         """Make the parameters and Adam's moments views of the buffers again
@@ -232,7 +246,7 @@ class FusedStep(object):
             xp.copyto(buffer, value)
         fused.backward(xp, self.dot, self.p, cache, self.grads, _F32(1),
                        _F32(self._C))
-        fused.adam(xp, self.P, self.G, self.M, self.V, self.t, self._hyper,
+        fused.adam(xp, self.P, self.G, self.M, self.V, self.t, self.hyper,
                    keep=self.keep)
 
 
@@ -332,6 +346,7 @@ class GraphUpdater(Updater):
         step, xp = self._step, self.device.xp
         device_lib.reseed_noise(self.device, self._seed, self.iteration)
         with self._stream:
+            step.load_hyperparams()
             step.x[...] = x
             step.eps[...] = device_lib.standard_normal(
                 xp, step.eps.shape, numpy.float32)
