@@ -16,7 +16,7 @@ import chainer
 import numpy
 import pytest
 
-from standin import fake_nvmath, stand_in_gpu
+from standin import fake_nvmath, replaying_capture, stand_in_gpu
 from testutil import interrupt_at, tiny_config
 from vae import cuda_graph, fused, training, updater
 from vae import device as device_lib
@@ -24,12 +24,17 @@ from vae.net import VAE
 from vae.serialization import load_model
 
 
+def capture_like_cuda(monkeypatch):
+    """Captures on the stand-in's streams, under CUDA's rules; each replay
+    calls the captured step again, under the same rules."""
+    monkeypatch.setattr(device_lib, 'capture',
+                        replaying_capture(device_lib.capture))
+
+
 @pytest.fixture
 def gpu(monkeypatch):
     with stand_in_gpu(monkeypatch) as device, fake_nvmath(monkeypatch):
-        # a replay computes what the captured call computed
-        monkeypatch.setattr(device_lib, 'capture',
-                            lambda device, stream, func: func)
+        capture_like_cuda(monkeypatch)
         yield device
 
 
@@ -104,14 +109,14 @@ def test_capture_records_one_call_and_replays_the_graph(monkeypatch):
     assert stream.events[3:] == [('launch', stream)] * 2
 
 
-def step_and_model(device, batch=8, k=1, C=1.0, seed=0):
+def step_and_model(device, batch=8, k=1, C=1.0, seed=0, dot=None):
     numpy.random.seed(seed)
     model = VAE(784, 3, 16, 'softplus')
     model.to_device(device)
     optimizer = chainer.optimizers.Adam()
     optimizer.setup(model)
     step = cuda_graph.FusedStep(model, optimizer, batch, k, C,
-                                device.xp.dot)
+                                dot or device.xp.dot)
     return step, model, optimizer
 
 
@@ -157,14 +162,17 @@ def test_a_fused_step_is_chainers_adam_step_bit_for_bit(gpu, images, k, C,
 def test_warm_up_and_capture_leave_the_step_as_it_was(gpu, images, capture):
     # the warm-up runs a step (a capture only records one): the state is
     # saved before it, else every run starts one Adam step ahead
-    step, _, _ = step_and_model(gpu)
-    step.x[...] = images[0][:8]
-    before = [buffer.copy() for buffer in step.state()]
+    assert device_lib.use_stream_ordered_memory(gpu) is None
     stream = device_lib.stream(gpu)
-    replay = cuda_graph.warm_up_and_capture(gpu, stream, step, capture)
-    for got, want in zip(step.state(), before):
-        numpy.testing.assert_array_equal(got, want)
-    replay()
+    with device_lib.current(gpu), stream:  # as GraphUpdater builds it
+        step, _, _ = step_and_model(
+            gpu, dot=cuda_graph.CublasDot(gpu.xp, stream))
+        step.x[...] = images[0][:8]
+        before = [buffer.copy() for buffer in step.state()]
+        replay = cuda_graph.warm_up_and_capture(gpu, stream, step, capture)
+        for got, want in zip(step.state(), before):
+            numpy.testing.assert_array_equal(got, want)
+        replay()
     assert float(step.t) == 1 and int(step.iteration) == 1
     assert not numpy.array_equal(step.P, before[0])
 
@@ -327,8 +335,7 @@ def test_a_resumed_graph_run_equals_an_uninterrupted_one(
         train(tmp_path / 'resumed', images, gpu, cuda_graph=True)
     monkeypatch.undo()
     with stand_in_gpu(monkeypatch) as fresh, fake_nvmath(monkeypatch):
-        monkeypatch.setattr(device_lib, 'capture',
-                            lambda device, stream, func: func)
+        capture_like_cuda(monkeypatch)
         train(tmp_path / 'resumed', images, fresh, cuda_graph=True)
     a = load_model(tmp_path / 'straight' / 'model.npz')
     b = dict(load_model(tmp_path / 'resumed' / 'model.npz').namedparams())
@@ -350,8 +357,7 @@ def test_a_graph_run_on_gpu_1_equals_one_on_gpu_0(tmp_path, monkeypatch,
     for index in (0, 1):
         with stand_in_gpu(monkeypatch, index) as device, \
                 fake_nvmath(monkeypatch):
-            monkeypatch.setattr(device_lib, 'capture',
-                                lambda device, stream, func: func)
+            capture_like_cuda(monkeypatch)
             train(tmp_path / str(index), images, device, epoch=2,
                   cuda_graph=True)
             assert device.xp.random.states.keys() == {index}
@@ -439,8 +445,7 @@ def test_the_benchmark_times_the_three_gpu_paths(monkeypatch, index):
     from testutil import load_script
     benchmark = load_script('benchmark')
     with stand_in_gpu(monkeypatch, index) as gpu, fake_nvmath(monkeypatch):
-        monkeypatch.setattr(device_lib, 'capture',
-                            lambda device, stream, func: func)
+        capture_like_cuda(monkeypatch)
         result = benchmark.benchmark(gpu, batch_sizes=(20,), rounds=1,
                                      steps=2, warmup=1, square=32,
                                      paths=benchmark.GPU_PATHS)
