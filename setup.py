@@ -14,6 +14,12 @@ ONNX = ["onnx==1.18.0", "onnxruntime==1.32.0"]
 # The explorer page's browser tests and its screenshot drive Debian's
 # chromium through chromedriver (given by path: Selenium downloads nothing).
 WEB = ["selenium>=4.11"]
+# vae/cuda_graph.py: cuBLAS through NVIDIA's bindings, which a CUDA graph can
+# capture (CuPy refuses its own cuBLAS calls then), all built for CUDA 12:
+# nvmath-python's cu12 extra brings cuBLAS 12, and cuda-bindings stays below
+# 13, whose runtime a CUDA-12 CuPy cannot share a process with.
+GPU_GRAPH = ["cupy-cuda12x", "nvmath-python[cu12]>=1.0,<2",
+             "cuda-bindings>=12.8,<13"]
 
 setup(
     name="chainer-vae",
@@ -50,7 +56,7 @@ setup(
         "gpu-cuda13": ["cupy-cuda13x"],
         # vae/cuda_graph.py: cuBLAS through NVIDIA's bindings, which a CUDA
         # graph can capture (CuPy refuses its own cuBLAS calls then)
-        "gpu-graph": ["nvmath-python>=1.0"],
+        "gpu-graph": GPU_GRAPH,
         # scripts/benchmark.py times a PyTorch twin of the network beside
         # the Chainer paths where PyTorch is installed (never required)
         "torch": ["torch>=2"],

@@ -16,7 +16,7 @@ import chainer
 import numpy
 import pytest
 
-from standin import fake_nvmath, stand_in_gpu
+from standin import fake_nvmath, replaying_capture, stand_in_gpu
 from testutil import interrupt_at, tiny_config
 from vae import cuda_graph, fused, training, updater
 from vae import device as device_lib
@@ -24,12 +24,17 @@ from vae.net import VAE
 from vae.serialization import load_model
 
 
+def capture_like_cuda(monkeypatch):
+    """Captures on the stand-in's streams, under CUDA's rules; each replay
+    calls the captured step again, under the same rules."""
+    monkeypatch.setattr(device_lib, 'capture',
+                        replaying_capture(device_lib.capture))
+
+
 @pytest.fixture
 def gpu(monkeypatch):
     with stand_in_gpu(monkeypatch) as device, fake_nvmath(monkeypatch):
-        # a replay computes what the captured call computed
-        monkeypatch.setattr(device_lib, 'capture',
-                            lambda device, stream, func: func)
+        capture_like_cuda(monkeypatch)
         yield device
 
 
@@ -104,21 +109,24 @@ def test_capture_records_one_call_and_replays_the_graph(monkeypatch):
     assert stream.events[3:] == [('launch', stream)] * 2
 
 
-def step_and_model(device, batch=8, k=1, C=1.0, seed=0):
+def step_and_model(device, batch=8, k=1, C=1.0, seed=0, dot=None):
     numpy.random.seed(seed)
     model = VAE(784, 3, 16, 'softplus')
     model.to_device(device)
     optimizer = chainer.optimizers.Adam()
     optimizer.setup(model)
     step = cuda_graph.FusedStep(model, optimizer, batch, k, C,
-                                device.xp.dot)
+                                dot or device.xp.dot)
     return step, model, optimizer
 
 
 @pytest.mark.numerics
 @pytest.mark.parametrize('k,C', [(1, 1.0), (3, 0.5)])
-def test_a_fused_step_is_chainers_adam_step_bit_for_bit(gpu, images, k, C):
-    step, model, _ = step_and_model(gpu, k=k, C=C)
+@pytest.mark.parametrize('schedule', [False, True],
+                         ids=['constant', 'scheduled'])
+def test_a_fused_step_is_chainers_adam_step_bit_for_bit(gpu, images, k, C,
+                                                        schedule):
+    step, model, optimizer_of_step = step_and_model(gpu, k=k, C=C)
     numpy.random.seed(0)
     reference = VAE(784, 3, 16, 'softplus')  # the same initial weights
     optimizer = chainer.optimizers.Adam()
@@ -127,6 +135,11 @@ def test_a_fused_step_is_chainers_adam_step_bit_for_bit(gpu, images, k, C):
     eps = numpy.random.RandomState(1).standard_normal(
         (3, k * 8, 3)).astype(numpy.float32)
     for i in range(3):
+        if schedule and i:  # as ExponentialShift('alpha', 0.5) and a beta
+            for opt in (optimizer, optimizer_of_step):
+                opt.alpha *= 0.5
+                opt.beta1 = 0.8
+            step.load_hyperparams()
         step.x[...] = x
         step.eps[...] = eps[i]
         step.run()
@@ -142,6 +155,97 @@ def test_a_fused_step_is_chainers_adam_step_bit_for_bit(gpu, images, k, C):
         numpy.testing.assert_array_equal(
             device_lib.to_cpu(param.array), params[name].array, name)
     assert float(step.t) == 3 and bool(step.keep)
+
+
+@pytest.mark.numerics
+@pytest.mark.parametrize('capture', [True, False])
+def test_warm_up_and_capture_leave_the_step_as_it_was(gpu, images, capture):
+    # the warm-up runs a step (a capture only records one): the state is
+    # saved before it, else every run starts one Adam step ahead
+    assert device_lib.use_stream_ordered_memory(gpu) is None
+    stream = device_lib.stream(gpu)
+    with device_lib.current(gpu), stream:  # as GraphUpdater builds it
+        step, _, _ = step_and_model(
+            gpu, dot=cuda_graph.CublasDot(gpu.xp, stream))
+        step.x[...] = images[0][:8]
+        before = [buffer.copy() for buffer in step.state()]
+        replay = cuda_graph.warm_up_and_capture(gpu, stream, step, capture)
+        for got, want in zip(step.state(), before):
+            numpy.testing.assert_array_equal(got, want)
+        replay()
+    assert float(step.t) == 1 and int(step.iteration) == 1
+    assert not numpy.array_equal(step.P, before[0])
+
+
+class ReadCounter(object):
+    """An optimizer's ``hyperparam`` that counts the reads of its values."""
+
+    def __init__(self, hyperparam):
+        self.__dict__['_hyperparam'] = hyperparam
+        self.__dict__['reads'] = 0
+
+    def __getattr__(self, name):
+        self.__dict__['reads'] += 1
+        return getattr(self._hyperparam, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._hyperparam, name, value)
+
+
+def test_a_step_reads_adams_hyperparameters_from_the_device(gpu, images):
+    # a CUDA graph freezes every host value its capture read: a step that
+    # read alpha from Python would replay the alpha of the capture forever
+    numpy.random.seed(0)
+    model = VAE(784, 3, 16, 'softplus')
+    model.to_device(gpu)
+    optimizer = chainer.optimizers.Adam()
+    optimizer.setup(model)
+    optimizer.hyperparam = counter = ReadCounter(optimizer.hyperparam)
+    step = cuda_graph.FusedStep(model, optimizer, 8, 1, 1.0, gpu.xp.dot)
+    step.x[...] = images[0][:8]
+    read = counter.reads
+    step.run()
+    assert counter.reads == read  # none during the step
+    numpy.testing.assert_array_equal(
+        step.hyper, [1e-3, 0.9, 0.999, 1e-8, 1.0])
+
+
+def scheduled_run(out, device, images, cuda_graph, shift):
+    """The parameters after 45 iterations of a trainer whose Adam's alpha
+    ``ExponentialShift`` halves every 5 (where ``shift``)."""
+    device_lib.seed(device, 0)
+    model = VAE(784, 3, 16, 'softplus')
+    model.to_device(device)
+    path = training.training_path(model, device, 1e-3, fast=False,
+                                  cuda_graph=cuda_graph)
+    assert path.name == ('graph' if cuda_graph else 'plain')
+    path.optimizer.setup(model)
+    iterator = chainer.iterators.SerialIterator(images[0], 20)
+    trainer = chainer.training.Trainer(
+        path.make_updater(iterator, path.optimizer, 0, 1.0, 1),
+        (45, 'iteration'), out=str(out))
+    if shift:
+        trainer.extend(chainer.training.extensions.ExponentialShift(
+            'alpha', 0.5), trigger=(5, 'iteration'))
+    with device_lib.current(device):
+        trainer.run()
+    assert path.optimizer.alpha == (1e-3 * 0.5 ** 9 if shift else 1e-3)
+    return {name: device_lib.to_cpu(p.array)
+            for name, p in model.namedparams()}
+
+
+@pytest.mark.numerics
+def test_a_schedule_of_adams_alpha_reaches_the_graph(tmp_path, gpu, images):
+    # the graph reads Adam's hyperparameters from device memory; frozen
+    # at the capture, the schedule would be silently ignored
+    plain = scheduled_run(tmp_path, gpu, images, False, shift=True)
+    graph = scheduled_run(tmp_path, gpu, images, True, shift=True)
+    constant = scheduled_run(tmp_path, gpu, images, True, shift=False)
+    for name, array in plain.items():
+        numpy.testing.assert_allclose(graph[name], array, rtol=1e-4,
+                                      atol=1e-6, err_msg=name)
+    assert max(numpy.abs(constant[name] - array).max()
+               for name, array in plain.items()) > 1e-3
 
 
 @pytest.mark.numerics
@@ -231,8 +335,7 @@ def test_a_resumed_graph_run_equals_an_uninterrupted_one(
         train(tmp_path / 'resumed', images, gpu, cuda_graph=True)
     monkeypatch.undo()
     with stand_in_gpu(monkeypatch) as fresh, fake_nvmath(monkeypatch):
-        monkeypatch.setattr(device_lib, 'capture',
-                            lambda device, stream, func: func)
+        capture_like_cuda(monkeypatch)
         train(tmp_path / 'resumed', images, fresh, cuda_graph=True)
     a = load_model(tmp_path / 'straight' / 'model.npz')
     b = dict(load_model(tmp_path / 'resumed' / 'model.npz').namedparams())
@@ -242,6 +345,25 @@ def test_a_resumed_graph_run_equals_an_uninterrupted_one(
              for e in log_of(tmp_path / 'straight')]
     assert strip == [{k: v for k, v in e.items() if k != 'elapsed_time'}
                      for e in log_of(tmp_path / 'resumed')]
+
+
+@pytest.mark.numerics
+def test_a_graph_run_on_gpu_1_equals_one_on_gpu_0(tmp_path, monkeypatch,
+                                                  images):
+    # the step's stream belongs to GPU 1: entering it while GPU 0 is
+    # current fails in CuPy 14, and the noise must come from GPU 1's
+    # seeded generator
+    logs = []
+    for index in (0, 1):
+        with stand_in_gpu(monkeypatch, index) as device, \
+                fake_nvmath(monkeypatch):
+            capture_like_cuda(monkeypatch)
+            train(tmp_path / str(index), images, device, epoch=2,
+                  cuda_graph=True)
+            assert device.xp.random.states.keys() == {index}
+        logs.append([{k: v for k, v in e.items() if k != 'elapsed_time'}
+                     for e in log_of(tmp_path / str(index))])
+    assert logs[1] == logs[0]
 
 
 def test_the_graphs_guard_stops_at_the_epochs_end_naming_the_iteration(
@@ -286,6 +408,28 @@ def test_without_nvmath_the_graph_path_falls_back_with_a_note(
             'CUDA graph') in err
 
 
+def test_where_no_cublas_handle_can_be_made_it_falls_back_with_a_note(
+        tmp_path, monkeypatch, images, capsys):
+    # nvmath-python imports without a driver or a libcublas
+    with stand_in_gpu(monkeypatch) as device, \
+            fake_nvmath(monkeypatch) as cublas:
+        cublas.create_error = OSError('libcublas.so.12: cannot open shared '
+                                      'object file')
+        train(tmp_path / 'run', images, device, epoch=1, cuda_graph=True)
+    assert ('note: nvmath-python cannot create a cuBLAS handle (OSError: '
+            'libcublas.so.12: cannot open shared object file); training '
+            'without the CUDA graph') in capsys.readouterr().err
+    assert log_of(tmp_path / 'run')[0]['epoch'] == 1
+
+
+def test_the_nvmath_check_leaves_no_handle_behind(monkeypatch):
+    with stand_in_gpu(monkeypatch) as device, \
+            fake_nvmath(monkeypatch) as cublas:
+        model = VAE(784, 2, 8, 'softplus')
+        assert cuda_graph.unsupported_reason(model, device) is None
+    assert cublas.created == 1 and cublas.handles == {}
+
+
 def test_on_the_cpu_the_graph_path_says_it_needs_a_gpu(capsys):
     model = VAE(784, 2, 8, 'softplus')
     path = training.training_path(model, device_lib.get_device(-1), 1e-3,
@@ -294,13 +438,43 @@ def test_on_the_cpu_the_graph_path_says_it_needs_a_gpu(capsys):
     assert 'the CUDA-graph path needs a GPU' in capsys.readouterr().err
 
 
-def test_the_benchmark_times_the_three_gpu_paths(gpu):
+@pytest.mark.parametrize('index', [0, 1])
+def test_the_benchmark_times_the_three_gpu_paths(monkeypatch, index):
+    # the benchmark drives the updaters without a trainer: each makes its
+    # device current itself (GPU 1's stream refuses GPU 0)
     from testutil import load_script
     benchmark = load_script('benchmark')
-    result = benchmark.benchmark(gpu, batch_sizes=(20,), rounds=1, steps=2,
-                                 warmup=1, square=32,
-                                 paths=benchmark.GPU_PATHS)
+    with stand_in_gpu(monkeypatch, index) as gpu, fake_nvmath(monkeypatch):
+        capture_like_cuda(monkeypatch)
+        result = benchmark.benchmark(gpu, batch_sizes=(20,), rounds=1,
+                                     steps=2, warmup=1, square=32,
+                                     paths=benchmark.GPU_PATHS)
     assert [r['path'] for r in result['rows']] == [
         'plain', 'fused-eager', 'graph']
     assert all(r['s_per_step'] > 0 and r['peak_memory_bytes'] > 0
                for r in result['rows'])
+
+
+def setup_constant(name):
+    """The value of a list of strings assigned to ``name`` in setup.py."""
+    import ast
+    import pathlib
+    tree = ast.parse((pathlib.Path(__file__).resolve().parent.parent
+                      / 'setup.py').read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and \
+                [t.id for t in node.targets] == [name]:
+            return ast.literal_eval(node.value)
+    raise KeyError(name)
+
+
+def test_the_gpu_graph_extra_is_built_for_cuda_12():
+    # nvmath-python alone pulled cuda-bindings 13 beside cupy-cuda12x
+    from packaging.requirements import Requirement
+    wanted = {r.name: r for r in map(Requirement, setup_constant('GPU_GRAPH'))}
+    assert set(wanted) == {'cupy-cuda12x', 'nvmath-python', 'cuda-bindings'}
+    assert wanted['nvmath-python'].extras == {'cu12'}
+    assert wanted['nvmath-python'].specifier.contains('1.0.1')
+    bindings = wanted['cuda-bindings'].specifier
+    assert bindings.contains('12.9.0')
+    assert not bindings.contains('13.0.0')

@@ -165,6 +165,27 @@ def test_training_on_the_device_writes_a_model_the_cpu_loads(
                                    for i in range(6)]
 
 
+def stripped_log(out):
+    with open(out / 'log') as f:
+        return [{k: v for k, v in entry.items() if k != 'elapsed_time'}
+                for entry in json.load(f)]
+
+
+@pytest.mark.numerics
+def test_a_run_on_gpu_1_equals_one_on_gpu_0(tmp_path, monkeypatch, images):
+    # GPU 1's generator is the seeded one: every draw, in training and in
+    # the test loss, must come from it and not from the current device's
+    # (GPU 0 unless the run makes its device current)
+    logs = []
+    for index in (0, 1):
+        with stand_in_gpu(monkeypatch, index) as device:
+            run_training(tmp_path / str(index), images, device, epoch=2)
+            assert set(device.xp.random.seeded_devices) == {index}
+            assert device.xp.random.states.keys() == {index}  # drawn there
+        logs.append(stripped_log(tmp_path / str(index)))
+    assert logs[1] == logs[0]
+
+
 @pytest.mark.numerics
 @pytest.mark.parametrize('reseeded', [True, False],
                          ids=['reseeded', 'not-reseeded'])

@@ -211,13 +211,11 @@ def test_graph_replays_equal_eager_steps(mnist):
         with stream:
             step = cuda_graph.FusedStep(model, optimizer, 100, 1, 1.0,
                                         cuda_graph.CublasDot(cupy, stream))
-            run = step.run
-            if captured:
-                step.run()  # compile the kernels, then undo that step
-                saved = [b.copy() for b in step.state()]
-                run = device_lib.capture(device, stream, step.run)
-                for b, value in zip(step.state(), saved):
-                    b[...] = value
+            # as GraphUpdater builds it: the state saved before the
+            # warm-up, put back after the capture
+            run = cuda_graph.warm_up_and_capture(device, stream, step,
+                                                 captured)
+            assert float(step.t) == 0
             for i in range(20):
                 step.x[...] = x[i * 100:(i + 1) * 100]
                 step.eps[...] = eps[i]

@@ -15,7 +15,7 @@ def test_every_step_passes_and_says_what_it_measured(tmp_path, mnist_dir,
                                                      capsys):
     out = tmp_path / 'check'
     assert gpu_check.main(['--gpu', '-1', '--quick', '--data-dir', mnist_dir,
-                           '--out', str(out)]) == 0
+                           '--out', str(out), '--allow-skip', 'graph']) == 0
     printed = capsys.readouterr().out.splitlines()
     summary = (out / 'summary.txt').read_text().splitlines()
     assert summary == printed
@@ -35,6 +35,29 @@ def test_every_step_passes_and_says_what_it_measured(tmp_path, mnist_dir,
         'gpu-check: 7 of 7 steps passed or skipped (--gpu -1)')
     for step in steps:
         assert (out / (step + '.log')).exists()
+
+
+def test_a_graph_step_that_could_not_run_fails_unless_allowed(
+        tmp_path, mnist_dir, capsys):
+    # on the CPU the graph path falls back to another path: a check that
+    # counted that as a pass could pass without ever running the graph
+    out = tmp_path / 'check'
+    argv = ['--gpu', '-1', '--quick', '--data-dir', mnist_dir, '--out',
+            str(out), '--only', 'graph']
+    assert gpu_check.main(argv) == 1
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith('FAIL     graph')
+    assert line.endswith('needs a GPU; training without the CUDA graph (not '
+                         'run; --allow-skip graph accepts that)')
+    assert gpu_check.main(argv + ['--allow-skip', 'graph']) == 0
+    assert capsys.readouterr().out.startswith('SKIP     graph')
+
+
+def test_make_gpu_check_passes_its_flags_on():
+    import pathlib
+    makefile = (pathlib.Path(gpu_check.ROOT) / 'Makefile').read_text()
+    assert ('\t$(GPU_PYTHON) scripts/gpu_check.py $(data_flag) '
+            '$(GPU_CHECK_FLAGS)\n') in makefile
 
 
 def test_a_failing_step_is_reported_and_fails_the_check(tmp_path, mnist_dir,

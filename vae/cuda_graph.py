@@ -21,8 +21,9 @@ What the capture needs, and where it is done:
 * Memory allocated inside a capture must come from CUDA's stream-ordered
   allocator (:func:`vae.device.use_stream_ordered_memory`).
 * What changes between iterations lives in device memory the graph reads:
-  the batch and the noise buffers, Adam's step count, and the flag of the
-  non-finite guard (:class:`FusedStep`).
+  the batch and the noise buffers, Adam's step count and hyperparameters
+  (a schedule such as ``ExponentialShift('alpha')`` takes effect at the
+  next replay), and the flag of the non-finite guard (:class:`FusedStep`).
 * No host synchronization inside the graph: the reported loss, reconstruction
   and KL are device scalars that ``LogReport`` averages on the device and
   reads once per epoch.
@@ -58,11 +59,29 @@ def unsupported_reason(model, device):
                 % (', '.join(fast.FUSED_ACTIVATIONS), model.activation))
     if any(p.dtype != _F32 for p in model.params()):
         return 'the fused step needs float32 parameters'
+    with chainer.using_device(device):  # a handle belongs to a device
+        return cublas_reason()
+
+
+def cublas_reason():
+    """Why nvmath-python's cuBLAS cannot serve the current device, or None.
+
+    Importing the bindings succeeds without a driver or a libcublas (they
+    load the library lazily), so a handle is created and destroyed here:
+    a broken install then falls back with a note, rather than failing at
+    the first iteration.
+    """
     try:
-        import nvmath.bindings.cublas  # NOQA: F401
+        from nvmath.bindings import cublas
     except ImportError:
         return ('the CUDA-graph path needs nvmath-python (pip install '
                 'nvmath-python, or the extra .[gpu-graph])')
+    try:
+        handle = cublas.create()
+    except Exception as e:  # cuBLASError, a missing library, no driver
+        return ('nvmath-python cannot create a cuBLAS handle (%s: %s)'
+                % (type(e).__name__, e))
+    cublas.destroy(handle)
     return None
 
 
@@ -150,7 +169,6 @@ class FusedStep(object):
         xp = model.xp
         self.xp, self.dot = xp, dot
         self._activation, self._k, self._C = model.activation, k, C
-        self._hyper = optimizer.hyperparam
         self._optimizer = optimizer
         named = dict(model.namedparams())
         self._names = fast.param_names(model)
@@ -169,12 +187,26 @@ class FusedStep(object):
         self.x = xp.zeros((batchsize, n_in), dtype=_F32)  # (B, n_in)
         self.eps = xp.zeros((k * batchsize, n_latent), dtype=_F32)
         self.t = xp.zeros((), dtype=numpy.float64)  # Adam's steps
+        # Adam's hyperparameters, read by the graph at each replay
+        self.hyper = xp.zeros(len(fused.ADAM_HYPERPARAMS), numpy.float64)
+        self._hyper_loaded = None  # their values in self.hyper
         self.keep = xp.ones((), dtype=bool)  # no non-finite loss yet
         self.iteration = xp.zeros((), dtype=numpy.int64)  # steps run
         self.first_bad = xp.full((), -1, dtype=numpy.int64)
         self.loss, self.reconstr, self.kl = (
             xp.zeros((), dtype=_F32) for _ in range(3))
         self.load_step_count()
+        self.load_hyperparams()
+
+    def load_hyperparams(self):
+        """Adam's hyperparameters from the optimizer into :attr:`hyper`,
+        where they changed (a schedule changes them between steps; the
+        graph reads them at each replay)."""
+        values = fused.adam_hyperparams(self._optimizer.hyperparam)
+        if self._hyper_loaded is None or \
+                not numpy.array_equal(values, self._hyper_loaded):
+            self.hyper[...] = self.xp.asarray(values)
+            self._hyper_loaded = values
 
     def bind(self):
         """Make the parameters and Adam's moments views of the buffers again
@@ -214,8 +246,25 @@ class FusedStep(object):
             xp.copyto(buffer, value)
         fused.backward(xp, self.dot, self.p, cache, self.grads, _F32(1),
                        _F32(self._C))
-        fused.adam(xp, self.P, self.G, self.M, self.V, self.t, self._hyper,
+        fused.adam(xp, self.P, self.G, self.M, self.V, self.t, self.hyper,
                    keep=self.keep)
+
+
+def warm_up_and_capture(device, stream, step, capture=True):
+    """Run ``step`` once (which compiles every kernel) and capture it as a
+    CUDA graph on ``stream``, then put back the state the step had before
+    both; returns the replay (``step.run`` itself where not ``capture``).
+
+    The state is saved before the warm-up: a capture records a step
+    without running it, but the warm-up runs one, which is undone too.
+    """
+    saved = [buffer.copy() for buffer in step.state()]
+    step.run()
+    replay = (device_lib.capture(device, stream, step.run) if capture
+              else step.run)
+    for buffer, value in zip(step.state(), saved):
+        buffer[...] = value
+    return replay
 
 
 def fused_loss_func(model, C=1.0, k=1):
@@ -277,17 +326,17 @@ class GraphUpdater(Updater):
                 device_lib.is_cpu(device) else device.xp.dot
             step = FusedStep(self._model, self.get_optimizer('main'),
                              batchsize, self._k, self._C, dot)
-            # A warm-up step compiles every kernel, and a capture records
-            # one without running it; the state is put back after both.
-            saved = [buffer.copy() for buffer in step.state()]
-            step.run()
-            self._replay = (device_lib.capture(device, self._stream, step.run)
-                            if self._capture else step.run)
-            for buffer, value in zip(step.state(), saved):
-                buffer[...] = value
+            self._replay = warm_up_and_capture(device, self._stream, step,
+                                               self._capture)
         self._step = step
 
     def update_core(self):
+        # the stream, the generator and the handle are the run's device's:
+        # it must be current (CuPy 14 refuses another device's stream)
+        with device_lib.current(self.device):
+            self._update()
+
+    def _update(self):
         iterator = self.get_iterator('main')
         batch = iterator.next()
         x = self.converter(batch, self.device)  # (B, n_in)
@@ -297,6 +346,7 @@ class GraphUpdater(Updater):
         step, xp = self._step, self.device.xp
         device_lib.reseed_noise(self.device, self._seed, self.iteration)
         with self._stream:
+            step.load_hyperparams()
             step.x[...] = x
             step.eps[...] = device_lib.standard_normal(
                 xp, step.eps.shape, numpy.float32)

@@ -128,6 +128,13 @@ def reseed(device, seed):
             device.xp.random.seed(_seed_value(seed))
 
 
+def current(device):
+    """A context in which ``device`` is CuPy's current device (a GPU's
+    arrays, streams, generator and cuBLAS handles belong to one device;
+    CuPy uses the current one's). Nothing on the CPU."""
+    return chainer.using_device(device)
+
+
 def standard_normal(xp, shape, dtype):
     """Standard normal noise from the generator of ``xp``, as
     ``chainer.functions.gaussian`` draws it when given none."""

@@ -262,6 +262,17 @@ def bind_to_buffers(params, param_views, m_views, v_views):
 
 # -- Adam ----------------------------------------------------------------------
 
+#: The order of Adam's hyperparameters in the array :func:`adam` reads.
+ADAM_HYPERPARAMS = ('alpha', 'beta1', 'beta2', 'eps', 'eta')
+
+
+def adam_hyperparams(hyperparam):
+    """The float64 values of ``hyperparam`` (``chainer.optimizers.Adam``'s)
+    in the order :func:`adam` reads them (:data:`ADAM_HYPERPARAMS`)."""
+    return numpy.array([getattr(hyperparam, name)
+                        for name in ADAM_HYPERPARAMS], dtype=numpy.float64)
+
+
 def adam(xp, param, grad, m, v, t, hyper, keep=None):
     """One Adam step on flat float32 buffers, in place.
 
@@ -269,36 +280,39 @@ def adam(xp, param, grad, m, v, t, hyper, keep=None):
     ``m += (1 - beta1) (g - m)``, ``v += (1 - beta2) (g^2 - v)``,
     ``param -= eta alpha_t m / (sqrt(v) + eps)`` with
     ``alpha_t = alpha sqrt(1 - beta2^t) / (1 - beta1^t)``. The step count
-    ``t`` is a float64 array of shape () that this increments, so that a
-    replayed graph counts for itself; ``alpha_t`` is computed from it in
-    float64, as Chainer computes it in Python.
+    ``t`` is a float64 array of shape () that this increments, and the
+    hyperparameters are read from the array ``hyper``, so that a replayed
+    graph counts for itself and follows a schedule (an extension such as
+    ``ExponentialShift('alpha')`` that changes them between steps);
+    ``alpha_t`` is computed in float64, as Chainer computes it in Python,
+    and every other factor rounded to float32 once, as Chainer's Python
+    floats are when they meet a float32 array.
 
     Args:
         xp: ``numpy`` or ``cupy``.
         param, grad, m, v: (N,) float32 buffers.
         t: () float64 array, the steps taken so far.
-        hyper: ``alpha``, ``beta1``, ``beta2``, ``eps``, ``eta``
-            (``chainer.optimizers.Adam``'s ``hyperparam``).
+        hyper: (5,) float64 array, :func:`adam_hyperparams`' values.
         keep: () bool array or None; where False, nothing changes (the
             update of a non-finite loss is skipped in place).
     """
+    alpha, beta1, beta2, eps, eta = (hyper[i] for i in range(5))  # () each
     if keep is not None:
         grad = xp.where(keep, grad, _F32(0))
         t += keep
     else:
         t += 1
-    alpha_t = (hyper.alpha * xp.sqrt(1.0 - hyper.beta2 ** t)
-               / (1.0 - hyper.beta1 ** t))  # float64, ()
+    alpha_t = alpha * xp.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)
     if keep is not None:
         alpha_t = xp.where(keep, alpha_t, 0.0)
-    one_minus_beta1 = _F32(1.0 - hyper.beta1)
-    one_minus_beta2 = _F32(1.0 - hyper.beta2)
+    one_minus_beta1 = (1.0 - beta1).astype(_F32)
+    one_minus_beta2 = (1.0 - beta2).astype(_F32)
     if keep is not None:
         one_minus_beta1 = one_minus_beta1 * keep.astype(_F32)
         one_minus_beta2 = one_minus_beta2 * keep.astype(_F32)
     m += one_minus_beta1 * (grad - m)
     v += one_minus_beta2 * (grad * grad - v)
-    step = alpha_t.astype(_F32) / (xp.sqrt(v) + _F32(hyper.eps))
+    step = alpha_t.astype(_F32) / (xp.sqrt(v) + eps.astype(_F32))
     step *= m
-    step *= _F32(-hyper.eta)
+    step *= (-eta).astype(_F32)
     param += step

@@ -189,7 +189,8 @@ def train(config, out, train_data, test_data, device, resume=None,
             record_environment(out, device, trainer.updater.epoch)
             note_generic_blas(device)
         try:
-            trainer.run(show_loop_exception_msg=False)
+            with device_lib.current(device):  # the Evaluator's noise too
+                trainer.run(show_loop_exception_msg=False)
         except KeyboardInterrupt as e:
             raise TrainingInterrupted(
                 'training stopped by %s at epoch %.2f (iteration %d); %s. '

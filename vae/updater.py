@@ -48,8 +48,11 @@ class Updater(training.updaters.StandardUpdater):
         self._comm = comm
 
     def update_core(self):
-        device_lib.reseed_noise(self.device, self._seed, self.iteration)
-        super(Updater, self).update_core()
+        # the run's device current: its generator draws the noise (CuPy
+        # draws from the current device's)
+        with device_lib.current(self.device):
+            device_lib.reseed_noise(self.device, self._seed, self.iteration)
+            super(Updater, self).update_core()
 
     def _guarded(self, loss_func):
         @functools.wraps(loss_func)
