@@ -28,6 +28,7 @@ make: ``make gpu-check GPU_CHECK_FLAGS='--allow-skip graph'``).
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -38,6 +39,10 @@ SCRIPTS = os.path.join(ROOT, 'scripts')
 LIMITS = {'gpu-tests': 90, 'train': 40, 'resume': 25, 'graph': 25,
           'evaluate': 40, 'figures': 40, 'benchmark': 40}
 
+#: The steps that train from scratch, and their run folders under --out
+#: (removed before the step, so that each check measures a fresh run).
+FRESH = {'train': 'run', 'graph': 'run-graph'}
+
 
 class Skipped(Exception):
     """A step ran but could not check what it is for (the reason)."""
@@ -47,7 +52,7 @@ def steps(args, out):
     """``[(name, argv, summarize), ...]``: each step's command, and a
     function that reads what it measured from its outputs."""
     python = sys.executable
-    run = os.path.join(out, 'run')
+    run = os.path.join(out, FRESH['train'])
     model = os.path.join(run, 'model.npz')
     data = ['--data-dir', args.data_dir] if args.data_dir else []
     device = ['--gpu', str(args.gpu)]
@@ -72,7 +77,7 @@ def steps(args, out):
             for line in f:
                 if 'without the CUDA graph' in line:
                     raise Skipped(line.strip())
-        return last_epoch(os.path.join(out, 'run-graph'))
+        return last_epoch(os.path.join(out, FRESH['graph']))
 
     def evaluation():
         with open(os.path.join(run, 'evaluation_test.json')) as f:
@@ -102,7 +107,7 @@ def steps(args, out):
         ('resume', script('train', '--epoch', '3', '--no-progress', '-o', run,
                           *(size + data + device)), last_epoch),
         ('graph', script('train', '--epoch', '2', '--no-progress',
-                         '--cuda-graph', '-o', os.path.join(out, 'run-graph'),
+                         '--cuda-graph', '-o', os.path.join(out, FRESH['graph']),
                          *(size + data + device)), graph_epoch),
         ('evaluate', script('evaluate', '--model', model, '--no-progress',
                             *(iw + data + device)), evaluation),
@@ -199,6 +204,8 @@ def main(argv=None):
     chosen = [s for s in steps(args, out)
               if args.only is None or s[0] in args.only]
     for name, argv_, summarize in chosen:
+        if name in FRESH:  # an earlier check's finished run would stop at once
+            shutil.rmtree(os.path.join(out, FRESH[name]), ignore_errors=True)
         line, ok = run_step(name, argv_, summarize, out, LIMITS[name],
                             args.data_dir, name in args.allow_skip)
         print(line, flush=True)
