@@ -34,7 +34,7 @@ $(1)/.installed-$(2): setup.py constraints/$(2).txt
 endef
 # The default stack is NumPy 2: its OpenBLAS (0.3.31) has kernels for
 # current CPUs, where NumPy 1.26's (0.3.23) falls back to a generic one on
-# some (README "Speed"). NumPy 1.26 stays tested as the article's era.
+# some (docs/speed.md). NumPy 1.26 stays tested as the article's era.
 $(eval $(call venv_rule,.venv,numpy2))
 $(eval $(call venv_rule,.venv-numpy1,numpy1))
 VENV := .venv/.installed-numpy2
@@ -104,7 +104,7 @@ test-kernels: $(VENV) .venv-numpy1/.installed-numpy1
 	OPENBLAS_NUM_THREADS=1 .venv/bin/python -m pytest -q -m numerics $(PYTEST_ARGS)
 
 # On a machine with a GPU and CuPy, with the interpreter that has them (no
-# venv is built there: see README "GPU"). MNIST from DATA_DIR or
+# venv is built there: see docs/gpu.md). MNIST from DATA_DIR or
 # $$VAE_TEST_MNIST_DIR; no network. A step that cannot run fails the check;
 # GPU_CHECK_FLAGS='--allow-skip graph' accepts a graph path that cannot run.
 GPU_PYTHON ?= python3

@@ -20,7 +20,7 @@ default: evaluation_<split>.json beside the model).
 Over several processes (mpiexec -n N ... --communicator naive) each rank
 evaluates its share of the batches, drawing the noise of each batch from
 (--seed, batch index), and rank 0 combines the sums: N ranks give the same
-numbers as one (see README "Several processes").
+numbers as one (see docs/processes.md).
 """
 import argparse
 import json

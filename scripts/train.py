@@ -6,10 +6,9 @@
     mpiexec -n 2 python scripts/train.py --communicator naive --out result/n2
 
 Defaults come from configs/default.json; --config FILE overrides them and
-flags override both. Everything is written under --out (see README). Under
+flags override both. Everything is written under --out (see docs/training.md). Under
 mpiexec with --communicator, each of the N processes trains on its share of
-the data and --batchsize is the batch of one process (README "Several
-processes").
+the data and --batchsize is the batch of one process (docs/processes.md).
 """
 import argparse
 import sys

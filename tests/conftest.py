@@ -34,7 +34,7 @@ def real_mnist_dir():
     path = os.environ.get(MNIST_DIR_ENV)
     if not path or not os.path.isdir(path):
         message = ('real MNIST not found: set %s to a folder holding the '
-                   'four MNIST IDX files (README, "Tests")' % MNIST_DIR_ENV)
+                   'four MNIST IDX files (docs/testing.md)' % MNIST_DIR_ENV)
         if os.environ.get('CI'):
             pytest.fail(message)
         pytest.skip(message)

@@ -96,7 +96,7 @@ def test_the_check_catches_chainer_first(tmp_path):
     assert names.index('chainer') < names.index('vae')
 
 
-#: Test-only packages a GPU machine may lack (README "GPU"); the modules
+#: Test-only packages a GPU machine may lack (docs/gpu.md); the modules
 #: that need them skip themselves.
 TEST_ONLY_PACKAGES = ('nbformat', 'nbclient', 'onnx', 'onnxruntime')
 
