@@ -62,8 +62,9 @@ setup(
         "torch": ["torch>=2"],
         "onnx": ONNX,
         "web": WEB,
-        # Several processes (scripts/train.py --communicator, docs/processes.md): mpi4py's binary wheel and MPICH's wheel,
-        # whose mpiexec lands beside the interpreter; no system MPI needed.
+        # Several processes (scripts/train.py --communicator,
+        # docs/processes.md): mpi4py's binary wheel and MPICH's wheel, whose
+        # mpiexec lands beside the interpreter; no system MPI needed.
         # MPICH rather than Open MPI: its mpiexec runs as root (CI does)
         # without extra flags. Tested: mpi4py 4.1.2, mpich 5.0.2.
         "mpi": ["mpi4py>=4.1", "mpich>=5"],
