@@ -14,7 +14,7 @@ ONNX = ["onnx==1.18.0", "onnxruntime==1.32.0"]
 # The explorer page's browser tests and its screenshot drive Debian's
 # chromium through chromedriver (given by path: Selenium downloads nothing).
 WEB = ["selenium>=4.11"]
-# vae/cuda_graph.py: cuBLAS through NVIDIA's bindings, which a CUDA graph can
+# vae/kernels/cuda_graph.py: cuBLAS through NVIDIA's bindings, which a CUDA graph can
 # capture (CuPy refuses its own cuBLAS calls then), all built for CUDA 12:
 # nvmath-python's cu12 extra brings cuBLAS 12, and cuda-bindings stays below
 # 13, whose runtime a CUDA-12 CuPy cannot share a process with.
@@ -31,8 +31,8 @@ setup(
     # as vae/configs, where vae/config.py looks first
     packages=find_packages(include=["vae", "vae.*"]) + ["vae.configs"],
     package_dir={"vae.configs": "configs"},
-    # and the explorer page's template, style and script (vae/web.py)
-    package_data={"vae.configs": ["*.json"], "vae": ["web_assets/*"]},
+    # and the explorer page's template, style and script (vae/export/explorer.py)
+    package_data={"vae.configs": ["*.json"], "vae.export": ["web_assets/*"]},
     python_requires=">=3.9",
     install_requires=[
         "chainer==7.8.1",
@@ -46,7 +46,7 @@ setup(
         "tqdm>=4.60",
         # environment.json: the BLAS library and its thread count
         "threadpoolctl>=3",
-        # vae/fast.py: FlatAdam's one-pass update (0.60: NumPy 2, Python 3.12)
+        # vae/kernels/cpu.py: FlatAdam's one-pass update (0.60: NumPy 2, Python 3.12)
         "numba>=0.60",
     ],
     extras_require={
@@ -54,7 +54,7 @@ setup(
         # from source)
         "gpu-cuda12": ["cupy-cuda12x"],
         "gpu-cuda13": ["cupy-cuda13x"],
-        # vae/cuda_graph.py: cuBLAS through NVIDIA's bindings, which a CUDA
+        # vae/kernels/cuda_graph.py: cuBLAS through NVIDIA's bindings, which a CUDA
         # graph can capture (CuPy refuses its own cuBLAS calls then)
         "gpu-graph": GPU_GRAPH,
         # scripts/benchmark.py times a PyTorch twin of the network beside

@@ -11,7 +11,7 @@ For each batch size it times training steps of the article's network
 (784-500-500-20, softplus, Adam, k = 1) as ``scripts/train.py`` takes them
 (the updater with its iterator, converter, NaN guard, forward, backward and
 Adam step) on two paths: ``plain`` (Chainer's functions and Adam, the
-reference) and ``fast`` (vae/fast.py: one fused loss node and the flat Adam;
+reference) and ``fast`` (vae/kernels/cpu.py: one fused loss node and the flat Adam;
 CPU only). In the same rounds it times the float32 matrix products that one
 step performs, with the same shapes and transposes, and a large square
 product, and reports the fraction of the step-GEMM rate that training
@@ -57,7 +57,11 @@ import tracemalloc
 from vae import cli  # vae before anything imports chainer (vae/_compat.py)
 from vae import config as config_lib
 from vae import device as device_lib
-from vae import distributed, fast, fused, net, training
+from vae import parallel
+from vae.kernels import cpu
+from vae.kernels import fused
+from vae import model as model_lib
+from vae.train import trainer as trainer_lib
 from vae.atomic import output_file, write_text
 
 import chainer  # NOQA: E402
@@ -70,7 +74,7 @@ ACTIVATION = 'softplus'
 EPOCH = 60000
 #: The paths timed on the CPU and on a GPU: on the GPU, the plain path,
 #: the graph path's fused step run eagerly, and the same step replayed as a
-#: CUDA graph (vae/cuda_graph.py).
+#: CUDA graph (vae/kernels/cuda_graph.py).
 PATHS = ('plain', 'fast')
 GPU_PATHS = ('plain', 'fused-eager', 'graph')
 
@@ -102,7 +106,7 @@ def flops_per_sample(n_in, n_latent, n_h, k=1):
     Element-wise work and Adam are not counted.
     """
     forward = sum(2 * a * b * (k if name.startswith('ld') else 1)
-                  for name, a, b in net.layer_sizes(n_in, n_latent, n_h))
+                  for name, a, b in model_lib.layer_sizes(n_in, n_latent, n_h))
     return forward + 2 * forward - 2 * n_in * n_h
 
 
@@ -119,11 +123,11 @@ def step_gemms(xp, batch, n_in, n_latent, n_h, k=1):
         return xp.asarray(rng.standard_normal(shape).astype(numpy.float32))
 
     products = []  # (a, b) for a.dot(b)
-    for name, a, b in net.layer_sizes(n_in, n_latent, n_h):
+    for name, a, b in model_lib.layer_sizes(n_in, n_latent, n_h):
         rows = k * batch if name.startswith('ld') else batch
         x, w, gy = rand(rows, a), rand(b, a), rand(rows, b)
         products += [(x, w.T), (gy.T, x)]
-        if name != net.LAYERS[0]:  # no gradient for the data
+        if name != model_lib.LAYERS[0]:  # no gradient for the data
             products.append((gy, w))
 
     def run():
@@ -173,20 +177,20 @@ class Steps(object):
 
     def __init__(self, path, batch, data, device, comm=None):
         device_lib.seed(device, 0)
-        self.model = net.VAE(act_func=ACTIVATION, **SIZES)
+        self.model = model_lib.VAE(act_func=ACTIVATION, **SIZES)
         self.model.to_device(device)
         graph = path in ('graph', 'fused-eager')
-        chosen = training.training_path(
+        chosen = trainer_lib.training_path(
             self.model, device, alpha=0.001, fast=path == 'fast',
             cuda_graph=graph, comm=comm)
         if chosen.name != ('graph' if graph else path):
             raise Unavailable('%s path unavailable on %s' % (path, device))
         chosen.optimizer.setup(self.model)
         if comm is not None:
-            distributed.start_optimizer(chosen.optimizer, self.model, comm)
+            parallel.start_optimizer(chosen.optimizer, self.model, comm)
         iterator = chainer.iterators.SerialIterator(data, batch)
         if path == 'fused-eager':  # the graph path's step, not captured
-            from vae.cuda_graph import GraphUpdater
+            from vae.kernels.cuda_graph import GraphUpdater
             self._updater = GraphUpdater(iterator, chosen.optimizer, device,
                                          0, self.model, k=1, C=1.0,
                                          capture=False)
@@ -212,7 +216,7 @@ class TorchSteps(object):
         torch.manual_seed(0)
         self._torch = torch
         self.layers = {name: torch.nn.Linear(n_in, n_out) for name, n_in, n_out
-                       in net.layer_sizes(**SIZES)}
+                       in model_lib.layer_sizes(**SIZES)}
         self.optimizer = torch.optim.Adam(
             [p for layer in self.layers.values() for p in layer.parameters()],
             lr=0.001)
@@ -221,7 +225,7 @@ class TorchSteps(object):
         self._order, self._next = None, len(data)
 
     def loss(self, x, eps=None):
-        """The negative ELBO of the batch ``x``, as vae.net computes it,
+        """The negative ELBO of the batch ``x``, as vae.model computes it,
         with the noise ``eps`` (drawn when not given)."""
         f = self._torch.nn.functional
         layer = self.layers
@@ -261,10 +265,10 @@ def import_torch():
 
 def fused_pass(model, x, k=1, C=1.0):
     """One forward and backward of the fast path's loss node without
-    Chainer around it: the noise, then :func:`vae.fused.forward` and
-    :func:`vae.fused.backward` into a flat gradient buffer, as
-    :class:`vae.fast.VAELoss` calls them."""
-    names = fast.param_names(model)
+    Chainer around it: the noise, then :func:`vae.kernels.fused.forward` and
+    :func:`vae.kernels.fused.backward` into a flat gradient buffer, as
+    :class:`vae.kernels.cpu.VAELoss` calls them."""
+    names = cpu.param_names(model)
     params = dict((name, p.array) for name, p in model.namedparams())
     flat = numpy.empty(sum(params[n].size for n in names), numpy.float32)
     grads = dict(zip(names, fused.flat_views(
@@ -650,10 +654,10 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.rank_worker:  # one rank of a job that launch_ranks started
-        comm = distributed.create_communicator('naive')
+        comm = parallel.create_communicator('naive')
         seconds = rank_steps(comm, args.batch_sizes[0], args.steps,
                              args.warmup)
-        if distributed.is_root(comm):
+        if parallel.is_root(comm):
             write_text(args.rank_worker, repr(seconds))
         return 0
     preset = dict(QUICK if args.quick else FULL)

@@ -30,10 +30,13 @@ import sys
 
 from vae import cli  # vae before anything imports chainer
 from vae import config as config_lib
-from vae import datasets, device as device_lib, distributed, evaluation
+from vae import device as device_lib
+from vae import data as mnist
+from vae import parallel
+from vae.eval import estimators
 from vae import memory
 from vae.atomic import output_file, write_text
-from vae.serialization import ModelFileError, load_model
+from vae.train.model_files import ModelFileError, load_model
 
 #: Measured with this script (``make article-eval``: the article's trained
 #: models, the whole test set, 2-core CPU): seconds per 100 test images at
@@ -75,20 +78,20 @@ def build_parser():
     p.add_argument('--iw-samples', dest='iw_samples',
                    type=cli.non_negative_int,
                    metavar='K',
-                   default=evaluation.DEFAULT_IW_SAMPLES,
+                   default=estimators.DEFAULT_IW_SAMPLES,
                    help='importance samples per image for -log p(x); 0 skips '
                    'it (default %%(default)s, ~%d s per 100 images on a '
                    '2-core CPU)' % SECONDS_PER_100_IMAGES)
     p.add_argument('--iw-chunk', dest='iw_chunk', type=cli.positive_int,
                    metavar='N',
-                   default=evaluation.DEFAULT_CHUNK,
+                   default=estimators.DEFAULT_CHUNK,
                    help='importance samples decoded per pass; memory grows '
                    'with it, not with --iw-samples (default %%(default)s: '
                    '%d images x %d samples per pass)'
-                   % (evaluation.DEFAULT_BATCHSIZE, evaluation.DEFAULT_CHUNK))
+                   % (estimators.DEFAULT_BATCHSIZE, estimators.DEFAULT_CHUNK))
     p.add_argument('--limit', type=cli.positive_int, metavar='N',
                    help='evaluate only the first N images of the split')
-    p.add_argument('--binarize', choices=datasets.BINARIZE_MODES,
+    p.add_argument('--binarize', choices=mnist.BINARIZE_MODES,
                    help='binarize the images (dynamic: one Bernoulli sample '
                    'fixed by --seed); default: continuous pixels, as the '
                    'article')
@@ -111,25 +114,25 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     comm = None
     try:
-        comm = distributed.create_communicator(args.communicator)
-        args.progress = args.progress and distributed.is_root(comm)
-        model, images, device, out = distributed.agree(
+        comm = parallel.create_communicator(args.communicator)
+        args.progress = args.progress and parallel.is_root(comm)
+        model, images, device, out = parallel.agree(
             comm, lambda: setup(args, comm))
-    except (ModelFileError, device_lib.DeviceError, datasets.MNISTError,
-            distributed.DistributedError, memory.MemoryEstimateError,
+    except (ModelFileError, device_lib.DeviceError, mnist.MNISTError,
+            parallel.DistributedError, memory.MemoryEstimateError,
             OSError) as e:
-        sys.exit(distributed.exit_status(e, comm))
+        sys.exit(parallel.exit_status(e, comm))
 
     model.to_device(device)
     options = dict(k=args.k, iw_samples=args.iw_samples,
                    iw_chunk=args.iw_chunk,
-                   batchsize=evaluation.DEFAULT_BATCHSIZE,
+                   batchsize=estimators.DEFAULT_BATCHSIZE,
                    progress=args.progress)
     if comm is None:
         device_lib.seed(device, args.seed)  # the generators z is drawn from
-        result = evaluation.evaluate(model, images, **options)
+        result = estimators.evaluate(model, images, **options)
     else:
-        result = distributed.evaluate(comm, model, images, args.seed,
+        result = parallel.evaluate(comm, model, images, args.seed,
                                       **options)
         if result is None:  # not rank 0
             return 0
@@ -137,7 +140,7 @@ def main(argv=None):
         model=os.path.abspath(args.model), split=args.split,
         limit=args.limit, binarize=args.binarize, seed=args.seed,
         iw_chunk=args.iw_chunk, device=str(device),
-        ranks=distributed.size(comm),
+        ranks=parallel.size(comm),
         noise='one stream' if comm is None else 'per batch')
 
     print(format_table(result))
@@ -158,19 +161,19 @@ def setup(args, comm):
     memory.check(
         memory.evaluation_bytes(
             model.n_in, model.n_latent, model.n_h,
-            evaluation.DEFAULT_BATCHSIZE, args.k,
+            estimators.DEFAULT_BATCHSIZE, args.k,
             min(args.iw_chunk, args.iw_samples)),
         'evaluating with --k %d and --iw-chunk %d'
         % (args.k, args.iw_chunk),
         'use a smaller --k or --iw-chunk (the -log p(x) estimate does not '
         'depend on --iw-chunk)')
     out = None
-    if distributed.is_root(comm):
+    if parallel.is_root(comm):
         out = output_file(args.out or os.path.join(
             os.path.dirname(os.path.abspath(args.model)), ''), name)
     device = device_lib.get_device(
         args.gpu, args.device, 0 if comm is None else comm.intra_rank)
-    split, = datasets.load_mnist(
+    split, = mnist.load_mnist(
         args.data_dir, binarize=args.binarize, seed=args.seed,
         progress=args.progress, splits=(args.split,))
     images = split.images

@@ -12,9 +12,11 @@ onnxruntime to run the files).
 import argparse
 import sys
 
-from vae import cli, onnx_export  # vae before anything imports chainer
+from vae import cli  # vae before anything imports chainer
+
+from vae.export import onnx_export
 from vae.atomic import prepare_outputs
-from vae.serialization import ModelFileError, load_model
+from vae.train.model_files import ModelFileError, load_model
 
 
 def build_parser():

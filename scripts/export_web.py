@@ -21,18 +21,22 @@ import argparse
 import os
 import sys
 
-from vae import cli, datasets, web  # vae before anything imports chainer
+from vae import cli  # vae before anything imports chainer
+
+from vae import data as mnist
+
+from vae.export import explorer as explorer_lib
 from vae.atomic import prepare_outputs, write_text
-from vae.serialization import ModelFileError, load_model
+from vae.train.model_files import ModelFileError, load_model
 
 
 def build_parser():
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     cli.add_model_arguments(p)
-    cli.add_out_folder_argument(p, '; the page is OUT/%s' % web.PAGE)
+    cli.add_out_folder_argument(p, '; the page is OUT/%s' % explorer_lib.PAGE)
     cli.add_data_dir_argument(p)
-    p.add_argument('--dtype', choices=web.DTYPES, default='float16',
+    p.add_argument('--dtype', choices=explorer_lib.DTYPES, default='float16',
                    help='storage of the decoder weights (default '
                    '%(default)s)')
     p.add_argument('--no-progress', dest='progress', action='store_false',
@@ -45,19 +49,19 @@ def main(argv=None):
     out = cli.out_folder(args.out)
     try:
         model = load_model(args.model, args.activation)
-        if model.n_in != datasets.N_PIXELS:
+        if model.n_in != mnist.N_PIXELS:
             sys.exit('error: the explorer draws 28x28 images; %s has n_in = '
                      '%d' % (args.model, model.n_in))
-        prepare_outputs(out, [web.PAGE])
-        test, = datasets.load_mnist(args.data_dir, progress=args.progress,
+        prepare_outputs(out, [explorer_lib.PAGE])
+        test, = mnist.load_mnist(args.data_dir, progress=args.progress,
                                     splits=('test',))
-        page, error, n_probes = web.build_page(
+        page, error, n_probes = explorer_lib.build_page(
             model, test.images, test.labels, args.dtype,
             title=os.path.basename(os.path.dirname(
                 os.path.abspath(args.model))) or None)
-        path = web.page_path(out)
+        path = explorer_lib.page_path(out)
         write_text(path, page)
-    except (ModelFileError, datasets.MNISTError, OSError, ValueError) as e:
+    except (ModelFileError, mnist.MNISTError, OSError, ValueError) as e:
         sys.exit('error: %s' % e)
     size = os.path.getsize(path)
     print('wrote %s (%.2f MB; %d-D latent, decoder weights %s)'

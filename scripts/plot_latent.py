@@ -40,11 +40,14 @@ import numpy  # NOQA: E402
 from tqdm import tqdm  # NOQA: E402
 
 from vae import cli  # NOQA: E402  (vae before anything imports chainer)
-from vae import datasets, figure_files, figures, inference  # NOQA: E402
+from vae import data as mnist  # NOQA: E402
+from vae.viz import figure_files  # NOQA: E402
+from vae.viz import figures  # NOQA: E402
+from vae.eval import inference  # NOQA: E402
 from vae import device as device_lib  # NOQA: E402
 from vae.atomic import prepare_outputs, save_png  # NOQA: E402
-from vae.run_folder import LOG_FILE  # NOQA: E402
-from vae.serialization import ModelFileError, load_model  # NOQA: E402
+from vae.train.run_folder import LOG_FILE  # NOQA: E402
+from vae.train.model_files import ModelFileError, load_model  # NOQA: E402
 
 #: Every figure the script can make, in the order it makes them.
 FIGURES = ('reconstruction', 'scatter', 'scatter-arrow', 'map',
@@ -98,10 +101,10 @@ def main(argv=None):
         sys.exit('error: --tsne-samples must be at least 2')
     try:
         model = load_model(args.model, args.activation)
-        if model.n_in != datasets.N_PIXELS:
+        if model.n_in != mnist.N_PIXELS:
             sys.exit('error: %s takes %d inputs, but the figures are of '
                      'MNIST images of %d pixels' % (args.model, model.n_in,
-                                                    datasets.N_PIXELS))
+                                                    mnist.N_PIXELS))
         device = device_lib.get_device(args.gpu, args.device)
         out = prepare_outputs(args.out or os.path.join(
             os.path.dirname(os.path.abspath(args.model)), 'figures'))
@@ -114,7 +117,7 @@ def main(argv=None):
         for name in tqdm(plan, desc='figures', disable=not args.progress):
             for path in MAKERS[name](model, data, out, args):
                 tqdm.write('wrote %s' % path)
-    except (ModelFileError, device_lib.DeviceError, datasets.MNISTError,
+    except (ModelFileError, device_lib.DeviceError, mnist.MNISTError,
             OSError) as e:
         sys.exit('error: %s' % e)
     return 0
@@ -150,7 +153,7 @@ class TestSet:
 
 
 def encode_test_set(model, args):
-    test, = datasets.load_mnist(args.data_dir, progress=args.progress,
+    test, = mnist.load_mnist(args.data_dir, progress=args.progress,
                                 splits=('test',))
     mu, _ = inference.encode(model, test.images)
     return TestSet(test.images, test.labels, mu)

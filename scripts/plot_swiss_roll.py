@@ -21,7 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # NOQA: E402
 from matplotlib.figure import Figure  # NOQA: E402
 from sklearn.datasets import make_swiss_roll  # NOQA: E402
 
-from vae import figure_files  # NOQA: E402
+from vae.viz import figure_files  # NOQA: E402
 from vae.atomic import save_png  # NOQA: E402
 
 N_POINTS = 1500

@@ -8,13 +8,14 @@ The page is opened from disk, z is set (--z, default: the interpolation's
 start, as the page opens; for a 2-D model the map overlay is turned on with
 --map), and the window (--width x --height CSS pixels, or the whole page with
 --full-page) is saved as a PNG. It needs Debian's chromium and
-chromium-driver and Selenium (pip install -e ".[web]"); see vae/browser.py.
+chromium-driver and Selenium (pip install -e ".[web]"); see scripts/browser.py.
 """
 import argparse
 import os
 import sys
 
-from vae import browser
+import vae  # NOQA: F401  (before anything imports chainer)
+import browser  # scripts/browser.py, beside this script
 
 
 def build_parser():

@@ -6,7 +6,7 @@
     mpiexec -n 2 python scripts/train.py --communicator naive --out result/n2
 
 Defaults come from configs/default.json; --config FILE overrides them and
-flags override both. Everything is written under --out (see docs/training.md). Under
+flags override both. Everything is written under --out (see docs/trainer.md). Under
 mpiexec with --communicator, each of the N processes trains on its share of
 the data and --batchsize is the batch of one process (docs/processes.md).
 """
@@ -18,14 +18,16 @@ matplotlib.use('Agg')  # before anything imports pyplot
 
 from vae import cli  # NOQA: E402  (vae before anything imports chainer)
 from vae import config as config_lib  # NOQA: E402
-from vae import datasets, device as device_lib, training  # NOQA: E402
-from vae import distributed  # NOQA: E402
+from vae import device as device_lib  # NOQA: E402
+from vae import data as mnist
+from vae.train import trainer
+from vae import parallel  # NOQA: E402
 from vae.memory import MemoryEstimateError  # NOQA: E402
-from vae.net import ACTIVATIONS  # NOQA: E402
-from vae.resume import ResumeError  # NOQA: E402
-from vae.run_folder import RunFolderError  # NOQA: E402
-from vae.serialization import ModelFileError  # NOQA: E402
-from vae.updater import NonFiniteLossError  # NOQA: E402
+from vae.model import ACTIVATIONS  # NOQA: E402
+from vae.train.resume import ResumeError  # NOQA: E402
+from vae.train.run_folder import RunFolderError  # NOQA: E402
+from vae.train.model_files import ModelFileError  # NOQA: E402
+from vae.train.updater import NonFiniteLossError  # NOQA: E402
 
 TEST_SUBSET = (1000, 200)  # train and test images kept by --test
 
@@ -83,7 +85,7 @@ def build_parser():
                    help='hide the progress bar')
     p.add_argument('--fast', action=argparse.BooleanOptionalAction,
                    help='on the CPU, train and evaluate with the fused loss '
-                   'and the flat Adam of vae/fast.py: the same numbers bit '
+                   'and the flat Adam of vae/kernels/cpu.py: the same numbers bit '
                    'for bit, 1.4-1.8x faster at batch 100 (see '
                    'scripts/benchmark.py); --no-fast uses Chainer\'s own '
                    'functions throughout (default %s)'
@@ -91,7 +93,7 @@ def build_parser():
     p.add_argument('--cuda-graph', dest='cuda_graph',
                    action=argparse.BooleanOptionalAction,
                    help='on a GPU, replay the whole training step as one '
-                   'CUDA graph (vae/cuda_graph.py; needs nvmath-python); '
+                   'CUDA graph (vae/kernels/cuda_graph.py; needs nvmath-python); '
                    'not yet run on a GPU, so off by default (default %s)'
                    % ('--cuda-graph' if d['cuda_graph'] else
                       '--no-cuda-graph'))
@@ -103,20 +105,20 @@ def main(argv=None):
     cli.stop_on_sigterm()
     comm = None
     try:
-        comm = distributed.create_communicator(args.communicator)
-        args.progress = args.progress and distributed.is_root(comm)
-        config, device, (train_data, test_data) = distributed.agree(
+        comm = parallel.create_communicator(args.communicator)
+        args.progress = args.progress and parallel.is_root(comm)
+        config, device, (train_data, test_data) = parallel.agree(
             comm, lambda: setup(args, comm))
-        training.train(config, args.out, train_data, test_data, device,
+        trainer.train(config, args.out, train_data, test_data, device,
                        resume=args.resume,
                        progress=args.progress,
                        explicit_config=args.config is not None, comm=comm)
     except (config_lib.ConfigError, device_lib.DeviceError,
-            datasets.MNISTError, ResumeError, RunFolderError,
-            ModelFileError, NonFiniteLossError, training.TrainingInterrupted,
+            mnist.MNISTError, ResumeError, RunFolderError,
+            ModelFileError, NonFiniteLossError, trainer.TrainingInterrupted,
             MemoryEstimateError,
-            distributed.DistributedError, OSError) as e:
-        sys.exit(distributed.exit_status(e, comm))
+            parallel.DistributedError, OSError) as e:
+        sys.exit(parallel.exit_status(e, comm))
     except KeyboardInterrupt as e:  # before training began
         sys.exit(cli.interrupted(e, 'training had not begun; run the same '
                                  'command to start it'))
@@ -127,11 +129,11 @@ def setup(args, comm):
     """The settings, the device and the data of this process."""
     overrides = {key: getattr(args, key, None)
                  for key in config_lib.defaults()}
-    overrides['ranks'] = distributed.size(comm)  # set by mpiexec -n alone
+    overrides['ranks'] = parallel.size(comm)  # set by mpiexec -n alone
     config = config_lib.resolve(args.config, overrides)
     device = device_lib.get_device(
         args.gpu, args.device, 0 if comm is None else comm.intra_rank)
-    distributed.check_device(args.communicator, device)
+    parallel.check_device(args.communicator, device)
     return config, device, load_data(config, args)
 
 
@@ -140,15 +142,15 @@ def load_data(config, args):
     mode = config['binarize']
     # dynamic: continuous training images, binarized afresh every epoch, and
     # one fixed binarization of the test images
-    train, test = datasets.load_mnist(
+    train, test = mnist.load_mnist(
         args.data_dir, binarize=None if mode == 'dynamic' else mode,
         seed=config['seed'], progress=args.progress)
     train_x, test_x = train.images, test.images
     if config['test']:
         train_x, test_x = train_x[:TEST_SUBSET[0]], test_x[:TEST_SUBSET[1]]
     if mode == 'dynamic':
-        train_x = datasets.DynamicBinarized(train_x, seed=config['seed'])
-        test_x = datasets.binarize_images(test_x, 'dynamic',
+        train_x = mnist.DynamicBinarized(train_x, seed=config['seed'])
+        test_x = mnist.binarize_images(test_x, 'dynamic',
                                           rng=config['seed'])
     return train_x, test_x
 

@@ -11,7 +11,7 @@ import os
 import pytest
 
 import synthetic_mnist
-from vae.datasets import EXTRA_SHA256_ENV, load_mnist
+from vae.data import EXTRA_SHA256_ENV, load_mnist
 
 #: Environment variable naming a folder with the four real MNIST IDX files.
 MNIST_DIR_ENV = 'VAE_TEST_MNIST_DIR'

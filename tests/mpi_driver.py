@@ -30,7 +30,10 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from testutil import load_script  # NOQA: E402
-from vae import atomic, datasets, run_folder, updater  # NOQA: E402
+from vae import atomic  # NOQA: E402
+from vae import data as mnist
+from vae.train import run_folder
+from vae.train import updater
 
 import chainer  # NOQA: E402
 import numpy  # NOQA: E402
@@ -123,8 +126,8 @@ def install_fault(spec):
         updater.Updater.__init__ = init
     if kind == 'nodata' and RANK == FAULT['rank']:
         def load_mnist(*args, **kwargs):
-            raise datasets.MNISTError('injected: MNIST not found here')
-        datasets.load_mnist = load_mnist
+            raise mnist.MNISTError('injected: MNIST not found here')
+        mnist.load_mnist = load_mnist
 
 
 def main():

@@ -457,7 +457,7 @@ def stand_in_gpu(monkeypatch, index=0):
 
 
 class FakeCublas(types.ModuleType):
-    """``nvmath.bindings.cublas`` as far as vae.cuda_graph uses it, with
+    """``nvmath.bindings.cublas`` as far as vae.kernels.cuda_graph uses it, with
     cuBLAS's column-major ``sgemm`` computed by NumPy on the memory the
     pointers address (which must be NumPy arrays' ``ctypes.data``)."""
 
@@ -523,9 +523,9 @@ class FakeCublas(types.ModuleType):
 @contextlib.contextmanager
 def fake_nvmath(monkeypatch):
     """Install :class:`FakeCublas` as ``nvmath.bindings.cublas`` and let
-    vae.cuda_graph take NumPy arrays' addresses as device pointers."""
+    vae.kernels.cuda_graph take NumPy arrays' addresses as device pointers."""
     import sys
-    from vae import cuda_graph
+    from vae.kernels import cuda_graph
     cublas = FakeCublas()
     package = types.ModuleType('nvmath')
     package.bindings = types.ModuleType('nvmath.bindings')

@@ -4,7 +4,7 @@ of handwriting.
 
 The loader checks each file's size against MNIST's, so the stand-in keeps
 those sizes; it accepts the stand-in's payloads because the tests name their
-checksums in ``$VAE_MNIST_EXTRA_SHA256`` (see ``vae.datasets``). Each image
+checksums in ``$VAE_MNIST_EXTRA_SHA256`` (see ``vae.data.mnist``). Each image
 is the segments of its label's digit, blurred at the edges, moved by up to
 two pixels, scaled in brightness and given a few specks of ink, so that a
 VAE learns something digit-like from it and every figure has classes to

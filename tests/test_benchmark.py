@@ -122,7 +122,7 @@ def test_the_split_and_the_ratio_in_words():
 
 def test_the_pytorch_twin_computes_the_same_loss():
     torch = pytest.importorskip('torch')
-    from vae.net import VAE
+    from vae.model import VAE
     import chainer
     data = numpy.random.RandomState(0).rand(8, 784).astype(numpy.float32)
     twin = benchmark.TorchSteps(torch, 4, data)

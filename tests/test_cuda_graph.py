@@ -1,6 +1,6 @@
-"""The CUDA-graph path (vae/cuda_graph.py), run on the CPU.
+"""The CUDA-graph path (vae/kernels/cuda_graph.py), run on the CPU.
 
-Its arithmetic is vae/fused.py, which the fast path's tests check against
+Its arithmetic is vae/kernels/fused.py, which the fast path's tests check against
 Chainer bit for bit; here the step built from it, its Adam, its guard, its
 updater, its resume and its cuBLAS calls run on the stand-in GPU of
 tests/standin.py, with a NumPy model of cuBLAS's column-major sgemm standing
@@ -18,10 +18,13 @@ import pytest
 
 from standin import fake_nvmath, replaying_capture, stand_in_gpu
 from testutil import interrupt_at, tiny_config
-from vae import cuda_graph, fused, training, updater
+from vae.kernels import cuda_graph
+from vae.kernels import fused
+from vae.train import trainer as trainer_lib
+from vae.train import updater
 from vae import device as device_lib
-from vae.net import VAE
-from vae.serialization import load_model
+from vae.model import VAE
+from vae.train.model_files import load_model
 
 
 def capture_like_cuda(monkeypatch):
@@ -216,7 +219,7 @@ def scheduled_run(out, device, images, cuda_graph, shift):
     device_lib.seed(device, 0)
     model = VAE(784, 3, 16, 'softplus')
     model.to_device(device)
-    path = training.training_path(model, device, 1e-3, fast=False,
+    path = trainer_lib.training_path(model, device, 1e-3, fast=False,
                                   cuda_graph=cuda_graph)
     assert path.name == ('graph' if cuda_graph else 'plain')
     path.optimizer.setup(model)
@@ -287,7 +290,7 @@ def images(small_mnist):
 
 def train(out, images, device, **overrides):
     overrides.setdefault('batchsize', 20)  # 15 iterations an epoch
-    return training.train(tiny_config(**overrides), str(out), images[0],
+    return trainer_lib.train(tiny_config(**overrides), str(out), images[0],
                           images[1], device, progress=False)
 
 
@@ -331,7 +334,7 @@ def test_a_resumed_graph_run_equals_an_uninterrupted_one(
         tmp_path, monkeypatch, gpu, images):
     train(tmp_path / 'straight', images, gpu, cuda_graph=True)
     interrupt_at(monkeypatch, 40, cuda_graph.GraphUpdater)  # in epoch 3
-    with pytest.raises(training.TrainingInterrupted):
+    with pytest.raises(trainer_lib.TrainingInterrupted):
         train(tmp_path / 'resumed', images, gpu, cuda_graph=True)
     monkeypatch.undo()
     with stand_in_gpu(monkeypatch) as fresh, fake_nvmath(monkeypatch):
@@ -432,7 +435,7 @@ def test_the_nvmath_check_leaves_no_handle_behind(monkeypatch):
 
 def test_on_the_cpu_the_graph_path_says_it_needs_a_gpu(capsys):
     model = VAE(784, 2, 8, 'softplus')
-    path = training.training_path(model, device_lib.get_device(-1), 1e-3,
+    path = trainer_lib.training_path(model, device_lib.get_device(-1), 1e-3,
                                   fast=True, cuda_graph=True)
     assert path.name == 'fast'
     assert 'the CUDA-graph path needs a GPU' in capsys.readouterr().err

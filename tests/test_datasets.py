@@ -1,4 +1,4 @@
-"""Tests of vae.datasets: MNIST from a folder, Chainer's cache and mirrors.
+"""Tests of vae.data.mnist: MNIST from a folder, Chainer's cache and mirrors.
 
 The network tests talk only to an HTTP server on 127.0.0.1 started here.
 """
@@ -17,9 +17,9 @@ import chainer
 import numpy as np
 import pytest
 
-from vae.datasets import (FILES, DynamicBinarized, MNISTChecksumError,
-                          MNISTFormatError, MNISTNotFoundError,
-                          binarize_images, load_mnist, parse_idx)
+from vae.data import (FILES, DynamicBinarized, MNISTChecksumError,
+                      MNISTFormatError, MNISTNotFoundError,
+                      binarize_images, load_mnist, parse_idx)
 
 # Published counts of each digit 0..9 in the real MNIST.
 TRAIN_LABEL_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851,

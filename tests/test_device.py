@@ -16,9 +16,11 @@ import pytest
 from standin import PHILOX, DeviceArray, stand_in_gpu
 from testutil import interrupt_at, load_script, tiny_config
 from vae import device as device_lib
-from vae import evaluation, inference, training
-from vae.net import VAE
-from vae.serialization import load_model, save_model
+from vae.eval import estimators
+from vae.eval import inference
+from vae.train import trainer
+from vae.model import VAE
+from vae.train.model_files import load_model, save_model
 
 
 @pytest.fixture
@@ -128,14 +130,14 @@ def test_evaluation_on_the_device_equals_the_cpus(gpu, images):
     model = VAE(784, 2, 8, 'softplus')
     x = images[1][:40]
     device_lib.seed(device_lib.get_device(-1), 11)
-    expected = evaluation.evaluate(model, x, k=3, iw_samples=20, iw_chunk=7,
+    expected = estimators.evaluate(model, x, k=3, iw_samples=20, iw_chunk=7,
                                    batchsize=16, progress=False)
     model.to_device(gpu)
     # the stand-in's generator draws what NumPy's does from the same seed;
     # NumPy's own is then moved on, which must not matter
     device_lib.seed(gpu, 11)
     numpy.random.seed(12345)
-    got = evaluation.evaluate(model, x, k=3, iw_samples=20, iw_chunk=7,
+    got = estimators.evaluate(model, x, k=3, iw_samples=20, iw_chunk=7,
                               batchsize=16, progress=False)
     for key in ('neg_elbo', 'reconstr', 'kl', 'neg_log_likelihood',
                 'active_units'):
@@ -146,7 +148,7 @@ def test_evaluation_on_the_device_equals_the_cpus(gpu, images):
 
 def run_training(out, images, device, **overrides):
     train_x, test_x = images
-    return training.train(tiny_config(batchsize=50, **overrides), str(out),
+    return trainer.train(tiny_config(batchsize=50, **overrides), str(out),
                           train_x, test_x, device, progress=False)
 
 
@@ -195,7 +197,7 @@ def test_a_resumed_device_run_equals_an_uninterrupted_one(
         monkeypatch.setattr(device_lib, 'reseed_noise', lambda *a: None)
     straight = params_of(run_training(tmp_path / 'straight', images, gpu))
     interrupt_at(monkeypatch, 15)  # in epoch 3: 6 iterations an epoch
-    with pytest.raises(training.TrainingInterrupted):
+    with pytest.raises(trainer.TrainingInterrupted):
         run_training(tmp_path / 'resumed', images, gpu)
     monkeypatch.undo()
     if not reseeded:

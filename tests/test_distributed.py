@@ -21,9 +21,10 @@ import pytest
 
 from testutil import ROOT, load_script
 from vae import device as device_lib
-from vae import distributed, evaluation
-from vae.net import VAE
-from vae.serialization import load_model
+from vae import parallel
+from vae.eval import estimators
+from vae.model import VAE
+from vae.train.model_files import load_model
 
 MPIEXEC = pathlib.Path(sys.executable).parent / 'mpiexec'
 DRIVER = pathlib.Path(__file__).resolve().parent / 'mpi_driver.py'
@@ -105,7 +106,7 @@ def test_the_ranks_hold_the_same_weights_after_every_update(two_ranks):
     assert len(digests[0]) == 2 * ITERATIONS_PER_EPOCH
     assert digests[0] == digests[1]
     # every update changed the weights, the first one too (ChainerMN's
-    # optimizer would skip it: see distributed.start_optimizer)
+    # optimizer would skip it: see parallel.start_optimizer)
     assert len(set(digests[0] + [zero['initial']])) == len(digests[0]) + 1
 
 
@@ -272,13 +273,13 @@ def test_two_ranks_evaluate_as_one_process(two_ranks, mpiexec, mnist_dir,
     # the library in this process, without MPI: the same noise per batch
     # (to float32 precision: the BLAS here runs on other threads)
     model, x = load_model(model_file), mnist[1].images[:250]
-    expected = evaluation.evaluate(model, x, k=10, iw_samples=40,
+    expected = estimators.evaluate(model, x, k=10, iw_samples=40,
                                    iw_chunk=15, progress=False, seed=3)
     for key in keys:
         assert two[key] == pytest.approx(expected[key], rel=1e-6), key
     # the control: one stream over the batches gives other numbers
     numpy.random.seed(3)
-    stream = evaluation.evaluate(model, x, k=10, iw_samples=40,
+    stream = estimators.evaluate(model, x, k=10, iw_samples=40,
                                  iw_chunk=15, progress=False)
     assert abs(stream['neg_log_likelihood'] - two['neg_log_likelihood']) \
         > 1e-4
@@ -301,10 +302,10 @@ def test_the_benchmark_times_steps_over_two_ranks(mpiexec, monkeypatch):
 
 
 def test_rank_seeds_differ_and_repeat():
-    seeds = {distributed.rank_seed(s, r) for s in range(3) for r in range(8)}
+    seeds = {parallel.rank_seed(s, r) for s in range(3) for r in range(8)}
     assert len(seeds) == 24
     assert all(0 <= s < 2 ** 32 for s in seeds)
-    assert distributed.rank_seed(5, 1) == distributed.rank_seed(5, 1)
+    assert parallel.rank_seed(5, 1) == parallel.rank_seed(5, 1)
 
 
 # ------------------------------------------- in this process, without MPI
@@ -315,17 +316,17 @@ def test_an_evaluation_in_parts_combines_to_the_whole(mnist):
     x = mnist[1].images[:250]  # batches of 100, 100 and 50
     options = dict(k=3, iw_samples=20, iw_chunk=7, batchsize=100,
                    progress=False, seed=7)
-    whole = evaluation.evaluate(model, x, **options)
-    shares = [evaluation.evaluate_share(model, x[:100], first_batch=0,
+    whole = estimators.evaluate(model, x, **options)
+    shares = [estimators.evaluate_share(model, x[:100], first_batch=0,
                                         **options),
-              evaluation.evaluate_share(model, x[100:], first_batch=1,
+              estimators.evaluate_share(model, x[100:], first_batch=1,
                                         **options)]
-    parts = evaluation.combine(shares, k=3, iw_samples=20, n_latent=2)
+    parts = estimators.combine(shares, k=3, iw_samples=20, n_latent=2)
     for key in ('n', 'neg_elbo', 'reconstr', 'kl', 'neg_log_likelihood',
                 'neg_log_likelihood_sem', 'active_units'):
         assert parts[key] == whole[key], key
     # the control: a part that forgets where it starts draws other noise
-    wrong = evaluation.evaluate_share(model, x[100:], **options)
+    wrong = estimators.evaluate_share(model, x[100:], **options)
     assert wrong['elbo_sums'] != shares[1]['elbo_sums']
 
 
@@ -338,15 +339,15 @@ def test_each_rank_of_a_machine_gets_its_own_gpu():
 
 
 def test_without_a_communicator_one_process_decides_alone():
-    assert distributed.root_first(None, lambda: 5) == 5
-    assert distributed.agree(None, lambda: 6) == 6
-    assert distributed.any_rank(None, True) == [0]
-    assert distributed.any_rank(None, False) == []
-    assert (distributed.rank(None), distributed.size(None)) == (0, 1)
+    assert parallel.root_first(None, lambda: 5) == 5
+    assert parallel.agree(None, lambda: 6) == 6
+    assert parallel.any_rank(None, True) == [0]
+    assert parallel.any_rank(None, False) == []
+    assert (parallel.rank(None), parallel.size(None)) == (0, 1)
     error = ValueError('bad')
-    assert distributed.exit_status(error, None) == 'error: bad'
+    assert parallel.exit_status(error, None) == 'error: bad'
     with pytest.raises(ValueError, match='bad'):
-        distributed.agree(None, lambda: (_ for _ in ()).throw(error))
+        parallel.agree(None, lambda: (_ for _ in ()).throw(error))
     assert not hasattr(error, '_vae_raised_on_every_rank')
 
 
@@ -357,13 +358,13 @@ def test_noise_per_batch_on_the_device_equals_the_cpus(monkeypatch, mnist):
     x = mnist[1].images[:120]
     options = dict(k=3, iw_samples=10, iw_chunk=4, batchsize=50,
                    progress=False, seed=11)
-    expected = evaluation.evaluate(model, x, **options)
+    expected = estimators.evaluate(model, x, **options)
     with stand_in_gpu(monkeypatch) as gpu:
         model.to_device(gpu)
-        got = evaluation.evaluate(model, x, **options)
+        got = estimators.evaluate(model, x, **options)
         # the device's generator restarted before each batch of each part
         assert gpu.xp.random.seeds == [
-            evaluation.batch_seed(11, part, batch)
+            estimators.batch_seed(11, part, batch)
             for part in (0, 1) for batch in range(3)]
     for key in ('neg_elbo', 'neg_log_likelihood', 'active_units'):
         assert got[key] == expected[key], key

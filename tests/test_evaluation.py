@@ -1,4 +1,4 @@
-"""vae/evaluation.py against closed forms, SciPy and exact quadrature.
+"""vae/eval/estimators.py against closed forms, SciPy and exact quadrature.
 
 For a VAE with a 1-D (or 2-D) latent, log p(x) = log int p(x|z) p(z) dz is
 computed here by the trapezoid rule on a fine grid of z, in float64 with the
@@ -15,9 +15,10 @@ import pytest
 from scipy import special, stats
 
 from testutil import gpu_available, load_script
-from vae import device as device_lib, evaluation
-from vae.net import VAE
-from vae.serialization import save_model
+from vae import device as device_lib
+from vae.eval import estimators
+from vae.model import VAE
+from vae.train.model_files import save_model
 
 evaluate_script = load_script('evaluate')
 
@@ -137,7 +138,7 @@ def _iw_relative_sd(model, x, K, seed):
     sqrt(Var[w] / E[w]**2 / K), from K fresh weights."""
     numpy.random.seed(seed)
     mu, ln_var = (a.array for a in model.encode(x))
-    log_w = evaluation.log_importance_weights(model, x, mu, ln_var, K)
+    log_w = estimators.log_importance_weights(model, x, mu, ln_var, K)
     w = numpy.exp(log_w - special.logsumexp(log_w, axis=0))  # (K, B), sums 1
     relative_var = K * (w ** 2).sum(0) - 1
     return numpy.sqrt(relative_var / K)
@@ -151,25 +152,25 @@ def test_log_bernoulli_matches_scipy_for_binary_and_continuous_x():
     logits = rng.normal(0, 5, (3, 4, 30))
     x = (rng.random_sample((4, 30)) < 0.5).astype(numpy.float64)
     expected = stats.bernoulli.logpmf(x, special.expit(logits)).sum(-1)
-    got = evaluation.log_bernoulli(x, logits)
+    got = estimators.log_bernoulli(x, logits)
     assert got.shape == (3, 4)
     numpy.testing.assert_allclose(got, expected, rtol=1e-10)
     # Confident mistakes cost |logit| nats, with no overflow (where the
     # sigmoid rounds to 0 or 1 and scipy gives -inf).
-    assert evaluation.log_bernoulli(numpy.array([0.0, 1.0]),
+    assert estimators.log_bernoulli(numpy.array([0.0, 1.0]),
                                     numpy.array([800.0, -800.0])) == -1600.0
     # Continuous pixels, as the article's loss scores them: minus the
     # binary cross-entropy.
     x = rng.random_sample((4, 30))
     expected = (x * special.log_expit(logits)
                 + (1 - x) * special.log_expit(-logits)).sum(-1)
-    numpy.testing.assert_allclose(evaluation.log_bernoulli(x, logits),
+    numpy.testing.assert_allclose(estimators.log_bernoulli(x, logits),
                                   expected, rtol=1e-12)
     # and -bernoulli_nll, which the training loss uses, per row
     nll = chainer.functions.bernoulli_nll(
         x[None].repeat(3, 0).reshape(12, 30), logits.reshape(12, 30),
         reduce='no').array.sum(-1)
-    numpy.testing.assert_allclose(evaluation.log_bernoulli(x, logits),
+    numpy.testing.assert_allclose(estimators.log_bernoulli(x, logits),
                                   -nll.reshape(3, 4), rtol=1e-12)
 
 
@@ -182,9 +183,9 @@ def test_gaussian_log_densities_match_scipy():
     expected = stats.multivariate_normal(
         mu, numpy.diag(numpy.exp(ln_var))).logpdf(z)
     numpy.testing.assert_allclose(
-        evaluation.log_normal_diag(z, mu, ln_var), expected, rtol=1e-12)
+        estimators.log_normal_diag(z, mu, ln_var), expected, rtol=1e-12)
     numpy.testing.assert_allclose(
-        evaluation.log_standard_normal(z),
+        estimators.log_standard_normal(z),
         stats.multivariate_normal(numpy.zeros(3)).logpdf(z), rtol=1e-12)
 
 
@@ -192,7 +193,7 @@ def test_gaussian_log_densities_match_scipy():
 def test_kl_standard_normal_matches_quadrature_and_chainer():
     mu = numpy.array([[0.3, -1.5]])
     ln_var = numpy.array([[-2.0, 0.7]])
-    kl = evaluation.kl_standard_normal(mu, ln_var)
+    kl = estimators.kl_standard_normal(mu, ln_var)
     sigma = numpy.exp(0.5 * ln_var[0])
     by_quadrature = sum(
         stats.norm(m, s).expect(
@@ -212,10 +213,10 @@ def test_active_units_counts_dimensions_by_variance():
     # is a**2 exactly)
     mu = numpy.stack([0 * signs + 3, 0.005 ** 0.5 * signs,
                       0.02 ** 0.5 * signs, signs], axis=1)  # (100, 4)
-    assert evaluation.active_units(mu) == 2
-    assert evaluation.active_units(mu, threshold=0.001) == 3
-    assert evaluation.active_units(mu, threshold=2.0) == 0
-    assert evaluation.active_units(mu.astype(numpy.float32)) == 2
+    assert estimators.active_units(mu) == 2
+    assert estimators.active_units(mu, threshold=0.001) == 3
+    assert estimators.active_units(mu, threshold=2.0) == 0
+    assert estimators.active_units(mu.astype(numpy.float32)) == 2
 
 
 # ------------------------------------------------------------------ ELBO
@@ -226,7 +227,7 @@ def test_elbo_equals_the_training_loss_with_the_same_noise(model_1d):
     x = numpy.random.RandomState(5).random_sample((20, N_IN)).astype(
         numpy.float32)
     numpy.random.seed(3)
-    got = evaluation.elbo(model, x, k=4, batchsize=len(x))
+    got = estimators.elbo(model, x, k=4, batchsize=len(x))
     numpy.random.seed(3)
     reporter = chainer.Reporter()
     reporter.add_observer('main', model)
@@ -240,10 +241,10 @@ def test_elbo_equals_the_training_loss_with_the_same_noise(model_1d):
         float(observation['main/kl'].array), rel=1e-5)
     # Other noise gives another value: the agreement above is not trivial.
     numpy.random.seed(4)
-    other = evaluation.elbo(model, x, k=4, batchsize=len(x))
+    other = estimators.elbo(model, x, k=4, batchsize=len(x))
     assert abs(other['reconstr'] - got['reconstr']) > 1e-3
     # The KL part is exact, so it does not depend on the batching (7+7+6).
-    assert evaluation.elbo(model, x, k=1, batchsize=7)['kl'] == \
+    assert estimators.elbo(model, x, k=1, batchsize=7)['kl'] == \
         pytest.approx(got['kl'], rel=1e-6)
 
 
@@ -253,7 +254,7 @@ def test_elbo_converges_to_the_exact_elbo(model_1d):
     exact, sd = exact_elbo(model, x)
     k = 5000
     numpy.random.seed(0)
-    got = evaluation.elbo(model, x, k=k)
+    got = estimators.elbo(model, x, k=k)
     # The KL part is in closed form; the reconstruction is a mean of
     # k * N independent draws.
     standard_error = math.sqrt((sd ** 2).mean() / (k * len(x)))
@@ -280,7 +281,7 @@ def test_log_likelihood_converges_to_quadrature_1d(model_1d):
     exact = exact_log_px(model, x, 4001)
     K = 20000
     numpy.random.seed(0)
-    got = evaluation.log_likelihood(model, x, K=K, chunk=2500,
+    got = estimators.log_likelihood(model, x, K=K, chunk=2500,
                                     progress=False)
     sd = _iw_relative_sd(model, x, K, seed=1)
     assert got.shape == (len(x),) and got.dtype == numpy.float64
@@ -295,7 +296,7 @@ def test_log_likelihood_converges_to_quadrature_2d(model_2d):
     exact = exact_log_px(model, x, 301, 8.0)
     K = 20000
     numpy.random.seed(0)
-    got = evaluation.log_likelihood(model, x, K=K, chunk=5000,
+    got = estimators.log_likelihood(model, x, K=K, chunk=5000,
                                     progress=False)
     sd = _iw_relative_sd(model, x, K, seed=1)
     numpy.testing.assert_array_less(numpy.abs(got - exact), 5 * sd + 1e-3)
@@ -314,7 +315,7 @@ def test_estimates_rise_with_K_from_the_elbo_to_log_p(model_1d):
     means, errors = [], []
     numpy.random.seed(0)
     for K in (1, 5, 50):
-        est = evaluation.log_likelihood(model, x_rep, K=K, progress=False)
+        est = estimators.log_likelihood(model, x_rep, K=K, progress=False)
         # one mean per repeat over the 8 images: independent replicates
         per_repeat = est.reshape(repeats, len(x)).mean(1)
         means.append(per_repeat.mean())
@@ -333,11 +334,11 @@ def test_estimates_rise_with_K_from_the_elbo_to_log_p(model_1d):
 def test_log_likelihood_is_the_log_mean_exp_of_the_weights(model_1d):
     model, x = model_1d
     numpy.random.seed(7)
-    got = evaluation.log_likelihood(model, x, K=300, chunk=300,
+    got = estimators.log_likelihood(model, x, K=300, chunk=300,
                                     progress=False)
     numpy.random.seed(7)
     mu, ln_var = (a.array for a in model.encode(x))
-    log_w = evaluation.log_importance_weights(model, x, mu, ln_var, 300)
+    log_w = estimators.log_importance_weights(model, x, mu, ln_var, 300)
     assert log_w.shape == (300, len(x)) and log_w.dtype == numpy.float64
     numpy.testing.assert_allclose(
         got, special.logsumexp(log_w, axis=0) - math.log(300), rtol=1e-12)
@@ -351,7 +352,7 @@ def test_chunked_and_unchunked_estimates_agree(model_1d):
     results = []
     for chunk in (500, 37, 1):
         numpy.random.seed(11)
-        results.append(evaluation.log_likelihood(
+        results.append(estimators.log_likelihood(
             model, x, K=500, chunk=chunk, batchsize=5, progress=False))
     # The same noise, but products of other shapes: BLAS blocks a product by
     # its shape and kernel, so the float32 log-weights may differ in their
@@ -361,7 +362,7 @@ def test_chunked_and_unchunked_estimates_agree(model_1d):
     numpy.testing.assert_allclose(results[1], results[0], rtol=1e-6)
     numpy.testing.assert_allclose(results[2], results[0], rtol=1e-6)
     numpy.random.seed(12)
-    other = evaluation.log_likelihood(model, x, K=500, batchsize=5,
+    other = estimators.log_likelihood(model, x, K=500, batchsize=5,
                                       progress=False)
     assert not numpy.array_equal(other, results[0])
 
@@ -369,11 +370,11 @@ def test_chunked_and_unchunked_estimates_agree(model_1d):
 def test_bad_sample_counts_are_refused(model_1d):
     model, x = model_1d
     with pytest.raises(ValueError, match='K must be a positive integer'):
-        evaluation.log_likelihood(model, x, K=0, progress=False)
+        estimators.log_likelihood(model, x, K=0, progress=False)
     with pytest.raises(ValueError, match='k must be a positive integer'):
-        evaluation.elbo(model, x, k=0)
+        estimators.elbo(model, x, k=0)
     with pytest.raises(ValueError, match='no inputs'):
-        evaluation.elbo(model, x[:0])
+        estimators.elbo(model, x[:0])
 
 
 @pytest.mark.gpu
@@ -384,13 +385,13 @@ def test_gpu_estimates_agree_with_the_cpu(model_1d):
     gpu = model.copy(mode='copy')
     gpu.to_device('@cupy:0')
     device_lib.seed(device_lib.get_device(0), 0)
-    got = evaluation.log_likelihood(gpu, cupy.asarray(x), K=20000,
+    got = estimators.log_likelihood(gpu, cupy.asarray(x), K=20000,
                                     chunk=5000, progress=False)
     sd = _iw_relative_sd(model, x, 20000, seed=1)
     numpy.testing.assert_array_less(
         numpy.abs(got - exact_log_px(model, x, 4001)), 5 * sd + 1e-3)
-    result = evaluation.evaluate(gpu, x, k=5, iw_samples=10, progress=False)
-    assert result['active_units'] == evaluation.active_units(
+    result = estimators.evaluate(gpu, x, k=5, iw_samples=10, progress=False)
+    assert result['active_units'] == estimators.active_units(
         model.encode(x)[0].array)
 
 
@@ -421,7 +422,7 @@ def test_script_prints_a_table_and_writes_json(tmp_path, mnist_dir, mnist,
                                                     None)
     # The script's numbers are the library's on the same images and seed.
     numpy.random.seed(5)
-    expected = evaluation.evaluate(model, mnist[1].images[:50], k=3,
+    expected = estimators.evaluate(model, mnist[1].images[:50], k=3,
                                    iw_samples=20, progress=False)
     for key in ('neg_elbo', 'reconstr', 'kl', 'neg_log_likelihood',
                 'neg_log_likelihood_sem', 'active_units'):
@@ -496,7 +497,7 @@ def test_evaluate_encodes_the_data_once(model_1d, monkeypatch):
 
     monkeypatch.setattr(model, 'encode', counted)
     x = numpy.resize(x, (250, x.shape[1]))  # (250, D), the images repeated
-    result = evaluation.evaluate(model, x, k=2, iw_samples=3,
+    result = estimators.evaluate(model, x, k=2, iw_samples=3,
                                  batchsize=100, progress=False)
     assert batches == [100, 100, 50]
     assert result['n'] == 250

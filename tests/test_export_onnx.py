@@ -1,4 +1,4 @@
-"""scripts/export_onnx.py and vae/onnx_export.py: the files run in onnxruntime.
+"""scripts/export_onnx.py and vae/export/onnx_export.py: the files run in onnxruntime.
 
 A tiny VAE is trained here for a few steps on real MNIST images (as in
 test_figures.py) and exported with the script's main(); onnxruntime runs the
@@ -14,9 +14,10 @@ import pytest
 
 from testutil import BAD_MODEL_FILES, assert_one_line_error, load_script
 from test_figures import N_TRAIN, train_tiny
-from vae import inference, onnx_export
-from vae.net import ACTIVATIONS, VAE
-from vae.serialization import save_model
+from vae.eval import inference
+from vae.export import onnx_export
+from vae.model import ACTIVATIONS, VAE
+from vae.train.model_files import save_model
 
 # a GPU machine may lack onnx and onnxruntime: `pytest -m gpu tests/` must
 # still collect, so this module skips itself

@@ -1,8 +1,8 @@
-"""scripts/export_web.py, vae/web.py and the explorer page in a real browser.
+"""scripts/export_web.py, vae/export/explorer.py and the explorer page in a real browser.
 
 Tiny models are trained here for a few steps on real MNIST images (as in
 test_figures.py) and exported with the script's main(). Headless Chromium
-(Debian's chromium and chromium-driver, through Selenium; vae/browser.py)
+(Debian's chromium and chromium-driver, through Selenium; scripts/browser.py)
 opens each page from disk, and the checks go through the page itself: its
 JavaScript decoder against VAE.decode in Chainer, real pointer and keyboard
 events on the plane and the sliders against the decodes they should show
@@ -24,9 +24,13 @@ from PIL import Image
 from testutil import (BAD_MODEL_FILES, assert_one_line_error, load_script,
                       unavailable)
 from test_figures import N_TRAIN, train_tiny
-from vae import browser, figures, inference, web
-from vae.net import ACTIVATIONS, VAE
-from vae.serialization import save_model
+from vae.viz import figures
+from vae.eval import inference
+from vae.export import explorer as explorer_lib
+
+import browser  # NOQA: E402  (scripts/browser.py, on the path by testutil)
+from vae.model import ACTIVATIONS, VAE
+from vae.train.model_files import save_model
 
 export_web = load_script('export_web')
 screenshot_web = load_script('screenshot_web')
@@ -175,8 +179,8 @@ def test_export_writes_one_self_contained_page(page2d, page2d_half):
     data = page_json(path)
     assert data['weights']['dtype'] == 'float32'
     assert data['weights']['max_error'] is None
-    assert data['plane']['count'] == web.N_SCATTER
-    assert data['reconstructions']['count'] == web.N_RECONSTRUCTIONS
+    assert data['plane']['count'] == explorer_lib.N_SCATTER
+    assert data['reconstructions']['count'] == explorer_lib.N_RECONSTRUCTIONS
     # the half-precision page states its error, as the script printed it
     half_path, half_printed = page2d_half
     half = page_json(half_path)['weights']
@@ -196,13 +200,13 @@ def test_embedded_arrays_are_the_models_and_the_test_sets(model2d, page2d,
         W = numpy.frombuffer(base64.b64decode(layer['W']), '<f4')
         numpy.testing.assert_array_equal(W.reshape(layer['shape']),
                                          link.W.array)
-    mu, _ = inference.encode(model2d, test_set.images[:web.N_SCATTER])
+    mu, _ = inference.encode(model2d, test_set.images[:explorer_lib.N_SCATTER])
     plane = numpy.frombuffer(base64.b64decode(data['plane']['mu']), '<f4')
     numpy.testing.assert_array_equal(plane.reshape(-1, 2), mu)
     labels = numpy.frombuffer(base64.b64decode(data['plane']['labels']),
                               numpy.uint8)
     numpy.testing.assert_array_equal(labels,
-                                     test_set.labels[:web.N_SCATTER])
+                                     test_set.labels[:explorer_lib.N_SCATTER])
     assert data['palette'][0] == '#8000ff'  # rainbow at 0: violet
     assert data['palette'][9] == '#ff0000'  # at 1: red
 
@@ -210,19 +214,19 @@ def test_embedded_arrays_are_the_models_and_the_test_sets(model2d, page2d,
 @pytest.mark.numerics
 def test_float16_error_is_that_of_rounded_weights(model2d):
     z = random_z(2, seed=5)
-    twin = web.with_float16_decoder(model2d)
+    twin = explorer_lib.with_float16_decoder(model2d)
     W16 = model2d.ld3.W.array.astype(numpy.float16).astype(numpy.float32)
     numpy.testing.assert_array_equal(twin.ld3.W.array, W16)
     numpy.testing.assert_array_equal(twin.le1.W.array, model2d.le1.W.array)
     expected = numpy.abs(inference.decode(twin, z)
                          - inference.decode(model2d, z)).max()
-    assert web.float16_error(model2d, z) == pytest.approx(expected)
+    assert explorer_lib.float16_error(model2d, z) == pytest.approx(expected)
     assert 0 < expected < 1e-3
 
 
 def test_probe_latents_are_the_z_a_page_shows():
     means = [numpy.zeros((5, 2)), numpy.ones((3, 2))]
-    z = web.probe_latents(means, 4.0)  # (5 + 3 + 1000 + 1000 + 625, 2)
+    z = explorer_lib.probe_latents(means, 4.0)  # (5 + 3 + 1000 + 1000 + 625, 2)
     assert z.shape == (2633, 2) and z.dtype == numpy.float32
     numpy.testing.assert_array_equal(z[5:8], 1.0)
     prior = z[8:1008]
@@ -230,7 +234,7 @@ def test_probe_latents_are_the_z_a_page_shows():
     box = z[1008:2008]
     assert 3.5 < numpy.abs(box).max() <= 4.0
     numpy.testing.assert_array_equal(z[-625:], figures.latent_grid())
-    assert web.probe_latents([numpy.zeros((5, 20))], 3.0).shape == (2005, 20)
+    assert explorer_lib.probe_latents([numpy.zeros((5, 20))], 3.0).shape == (2005, 20)
 
 
 @pytest.mark.parametrize('make, message', BAD_MODEL_FILES)
@@ -281,7 +285,7 @@ def test_float16_page_decoder_is_within_its_stated_error(driver, page2d_half,
     decoded = page_decode(driver, z)
     # exactly the float16-rounded weights ...
     numpy.testing.assert_allclose(
-        decoded, inference.decode(web.with_float16_decoder(model2d), z),
+        decoded, inference.decode(explorer_lib.with_float16_decoder(model2d), z),
         rtol=0, atol=1e-5)
     # ... which are within 1e-3 of the model
     numpy.testing.assert_allclose(decoded, inference.decode(model2d, z),
@@ -422,13 +426,13 @@ def test_map_overlay_tiles_are_the_decodes_of_the_grid(driver, page2d,
     WebDriverWait(driver, 20).until(lambda d: d.execute_script(
         'return vaeExplorer.plane.mapShown()'))
     assert driver.execute_script(image) != before
-    grid = figures.latent_grid(web.MAP_TILES, web.MAP_EXTENT)  # (625, 2)
+    grid = figures.latent_grid(explorer_lib.MAP_TILES, explorer_lib.MAP_EXTENT)  # (625, 2)
     for r, c in [(0, 0), (0, 24), (12, 12), (24, 3)]:
         tile = numpy.array(driver.execute_script(
             'return vaeExplorer.plane.mapTile(arguments[0], arguments[1])',
             r, c))
         assert_shows(tile, inference.decode(model2d,
-                                            grid[r * web.MAP_TILES + c][None]))
+                                            grid[r * explorer_lib.MAP_TILES + c][None]))
     driver.find_element('id', 'map-toggle').click()
     assert not driver.execute_script('return vaeExplorer.plane.mapShown()')
     assert driver.execute_script(image) == before

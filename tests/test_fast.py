@@ -1,4 +1,4 @@
-"""vae/fast.py against the plain path: the same numbers, bit for bit.
+"""vae/kernels/cpu.py against the plain path: the same numbers, bit for bit.
 
 The fused loss node and the flat Adam repeat Chainer's CPU arithmetic
 operation for operation, so these tests compare with exact equality; a
@@ -14,9 +14,9 @@ import numpy
 import pytest
 
 from testutil import interrupt_at, load_script
-from vae import fast
-from vae.net import VAE
-from vae.serialization import load_model
+from vae.kernels import cpu
+from vae.model import VAE
+from vae.train.model_files import load_model
 
 pytestmark = pytest.mark.numerics  # every test here compares numbers
 
@@ -63,13 +63,13 @@ def assert_same(a, b):
         numpy.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
-@pytest.mark.parametrize('activation', fast.FUSED_ACTIVATIONS)
+@pytest.mark.parametrize('activation', cpu.FUSED_ACTIVATIONS)
 @pytest.mark.parametrize('k,C', [(1, 1.0), (3, 1.0), (1, 0.3), (4, 2.5)])
 def test_fused_loss_and_gradients_equal_the_plain_path(activation, k, C):
     model = small_model(activation)
     x = images(7, 30)
     plain = loss_and_grads(model, model.get_loss_func(C=C, k=k), x)
-    fused = loss_and_grads(model, fast.loss_func(model, C=C, k=k), x)
+    fused = loss_and_grads(model, cpu.loss_func(model, C=C, k=k), x)
     assert fused[0] == plain[0]
     assert fused[1] == plain[1]  # loss, reconstr, kl as reported
     assert set(fused[1]) == {'loss', 'reconstr', 'kl'}
@@ -82,7 +82,7 @@ def test_article_network_at_batch_100_is_bit_identical():
     model = small_model('softplus', (784, 20, 500))
     x = images(100, 784)
     plain = loss_and_grads(model, model.get_loss_func(), x)
-    fused = loss_and_grads(model, fast.loss_func(model), x)
+    fused = loss_and_grads(model, cpu.loss_func(model), x)
     assert fused[:2] == plain[:2]
     assert_same(plain[2], fused[2])
 
@@ -94,7 +94,7 @@ def test_gradients_of_each_reported_term(term):
     x = images(5, 30)
     grads = []
     for lf in (model.get_loss_func(C=0.7, k=2),
-               fast.loss_func(model, C=0.7, k=2)):
+               cpu.loss_func(model, C=0.7, k=2)):
         numpy.random.seed(3)
         model.cleargrads()
         observe(model, lf, x)[1]['main/' + term].backward()
@@ -109,7 +109,7 @@ def test_evaluation_mode_gives_the_same_loss():
     model = small_model()
     x = images(6, 30)
     values = []
-    for lf in (model.get_loss_func(k=10), fast.loss_func(model, k=10)):
+    for lf in (model.get_loss_func(k=10), cpu.loss_func(model, k=10)):
         numpy.random.seed(0)
         with chainer.no_backprop_mode(), chainer.using_config('train', False):
             values.append(float(lf(x).array))
@@ -119,8 +119,8 @@ def test_evaluation_mode_gives_the_same_loss():
 def test_gradients_are_views_of_one_flat_array_in_name_order():
     model = small_model()
     model.cleargrads()  # as the updater does: no stale gradient to add to
-    fast.loss_func(model)(images(4, 30)).backward()
-    names = fast.param_names(model)
+    cpu.loss_func(model)(images(4, 30)).backward()
+    names = cpu.param_names(model)
     params = dict(model.namedparams())
     base = params[names[0]].grad.base
     assert base is not None and base.size == sum(p.size for p in
@@ -136,25 +136,25 @@ def test_gradients_are_views_of_one_flat_array_in_name_order():
 def test_data_gets_no_gradient():
     model = small_model()
     x = chainer.Variable(images(4, 30))
-    fast.loss_func(model)(x).backward()
+    cpu.loss_func(model)(x).backward()
     assert x.grad is None
 
 
 def test_what_the_fused_loss_does_not_support():
     with pytest.raises(ValueError, match="activations softplus, tanh, "
                        "sigmoid, relu, not 'elu'"):
-        fast.loss_func(small_model('elu'))
+        cpu.loss_func(small_model('elu'))
     with pytest.raises(ValueError, match='k must be a positive integer'):
-        fast.loss_func(small_model(), k=0)
+        cpu.loss_func(small_model(), k=0)
     model = small_model()
-    assert fast.unsupported_reason(model) is None
-    assert fast.unsupported_reason(model, chainer.get_device('@numpy')) \
+    assert cpu.unsupported_reason(model) is None
+    assert cpu.unsupported_reason(model, chainer.get_device('@numpy')) \
         is None
     gpu = types.SimpleNamespace(xp=object())  # any device but NumPy
-    assert 'CPU only' in fast.unsupported_reason(model, gpu)
+    assert 'CPU only' in cpu.unsupported_reason(model, gpu)
     for param in model.params():
         param.array = param.array.astype(numpy.float64)
-    assert 'float32' in fast.unsupported_reason(model)
+    assert 'float32' in cpu.unsupported_reason(model)
 
 
 # -- FlatAdam --------------------------------------------------------------
@@ -188,11 +188,11 @@ def state_of(model, optimizer):
                                                       'fused-loss'])
 def test_flat_adam_equals_chainer_adam(fused):
     def lf_of(model):
-        return fast.loss_func(model, k=2) if fused else \
+        return cpu.loss_func(model, k=2) if fused else \
             model.get_loss_func(k=2)
     expected = state_of(*train_steps(chainer.optimizers.Adam(alpha=3e-3),
                                      lf_of))
-    got = state_of(*train_steps(fast.FlatAdam(alpha=3e-3), lf_of))
+    got = state_of(*train_steps(cpu.FlatAdam(alpha=3e-3), lf_of))
     assert sorted(got) == sorted(expected)
     assert_same(expected, got)
 
@@ -201,8 +201,8 @@ def test_flat_adam_takes_its_own_path(monkeypatch):
     def fallback(*args, **kwargs):
         raise AssertionError('FlatAdam fell back to per-parameter updates')
     monkeypatch.setattr(chainer.optimizer.GradientMethod, 'update', fallback)
-    train_steps(fast.FlatAdam(), fast.loss_func)
-    train_steps(fast.FlatAdam(), VAE.get_loss_func)
+    train_steps(cpu.FlatAdam(), cpu.loss_func)
+    train_steps(cpu.FlatAdam(), VAE.get_loss_func)
 
 
 @pytest.mark.parametrize('settings,hooks', [
@@ -213,7 +213,7 @@ def test_flat_adam_takes_its_own_path(monkeypatch):
 def test_flat_adam_falls_back_or_agrees_beyond_the_defaults(settings, hooks):
     results = [state_of(*train_steps(cls(alpha=3e-3, **settings),
                                      VAE.get_loss_func, hooks=hooks))
-               for cls in (chainer.optimizers.Adam, fast.FlatAdam)]
+               for cls in (chainer.optimizers.Adam, cpu.FlatAdam)]
     assert_same(*results)
 
 
@@ -222,7 +222,7 @@ def test_flat_adam_keeps_working_when_arrays_are_replaced():
     # views; FlatAdam copies them back into its buffers.
     expected = state_of(*train_steps(chainer.optimizers.Adam(),
                                      VAE.get_loss_func, steps=6))
-    model, optimizer = train_steps(fast.FlatAdam(), VAE.get_loss_func,
+    model, optimizer = train_steps(cpu.FlatAdam(), VAE.get_loss_func,
                                    steps=3)
     for param in model.params():
         param.array = param.array.copy()
@@ -238,7 +238,7 @@ def test_flat_adam_keeps_working_when_arrays_are_replaced():
 
 
 def test_flat_adam_snapshots_load_into_chainer_adam_and_back(tmp_path):
-    model, optimizer = train_steps(fast.FlatAdam(), VAE.get_loss_func)
+    model, optimizer = train_steps(cpu.FlatAdam(), VAE.get_loss_func)
     path = str(tmp_path / 'flat.npz')
     chainer.serializers.save_npz(path, optimizer)
     expected = state_of(model, optimizer)
@@ -251,7 +251,7 @@ def test_flat_adam_snapshots_load_into_chainer_adam_and_back(tmp_path):
     assert_same(expected, state_of(plain.target, plain))
 
     chainer.serializers.save_npz(path, plain)
-    again = fast.FlatAdam()
+    again = cpu.FlatAdam()
     again.setup(plain.target.copy(mode='copy'))
     chainer.serializers.load_npz(path, again)
     assert_same(expected, state_of(again.target, again))
@@ -320,7 +320,7 @@ def test_a_plain_run_resumed_on_the_fast_path_equals_an_uninterrupted_one(
 
 def test_non_finite_loss_stops_the_fast_path(tmp_path, mnist_dir,
                                              monkeypatch):
-    original = fast.VAELoss.forward_cpu
+    original = cpu.VAELoss.forward_cpu
     calls = {'train': 0}
 
     def nan_at_iteration_5(self, inputs):
@@ -331,7 +331,7 @@ def test_non_finite_loss_stops_the_fast_path(tmp_path, mnist_dir,
                 return tuple(numpy.full_like(o, numpy.nan) for o in outputs)
         return outputs
 
-    monkeypatch.setattr(fast.VAELoss, 'forward_cpu', nan_at_iteration_5)
+    monkeypatch.setattr(cpu.VAELoss, 'forward_cpu', nan_at_iteration_5)
     out = tmp_path / 'run'
     with pytest.raises(SystemExit, match=r'non-finite loss.*iteration 5 '):
         run(out, mnist_dir, '-e', '1', '--fast')

@@ -1,4 +1,4 @@
-"""vae.figures: the maths behind the article's figures, and every figure.
+"""vae.viz.figures: the maths behind the article's figures, and every figure.
 
 The pure helpers are checked against independent computations; the figure
 functions are fed the arrays of a tiny VAE trained here for a few steps on
@@ -15,8 +15,10 @@ from PIL import Image, ImageSequence
 from threadpoolctl import threadpool_limits
 
 from testutil import load_script
-from vae import figure_files, figures, inference
-from vae.net import VAE
+from vae.viz import figure_files
+from vae.viz import figures
+from vae.eval import inference
+from vae.model import VAE
 
 N_TRAIN = 300
 

@@ -13,8 +13,9 @@ import numpy
 import pytest
 
 from testutil import gpu_available, interrupt_at, load_script
-from vae import VAE, Xavier, device as device_lib, evaluation
-from vae.serialization import load_model
+from vae import VAE, Xavier, device as device_lib
+from vae.eval import estimators
+from vae.train.model_files import load_model
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
     not gpu_available(), reason='needs CuPy and a CUDA GPU')]
@@ -109,7 +110,7 @@ def test_evaluation_estimates_equal_the_cpus(fixed_noise):
     results = []
     for model, data in ((cpu, x), (gpu, cupy.asarray(x))):
         fixed_noise(0)
-        results.append(evaluation.evaluate(model, data, k=4, iw_samples=50,
+        results.append(estimators.evaluate(model, data, k=4, iw_samples=50,
                                            iw_chunk=20, batchsize=16,
                                            progress=False))
     for key in ('neg_elbo', 'reconstr', 'kl', 'neg_log_likelihood'):
@@ -136,7 +137,7 @@ def test_train_on_the_gpu_writes_a_model_the_cpu_evaluates_alike(
     losses = []
     for model, data in ((cpu, x), (gpu, cupy.asarray(x))):
         fixed_noise(0)
-        losses.append(evaluation.elbo(model, data, k=10)['loss'])
+        losses.append(estimators.elbo(model, data, k=10)['loss'])
     assert losses[1] == pytest.approx(losses[0], rel=1e-4)
 
 
@@ -157,7 +158,7 @@ def test_a_resumed_gpu_run_equals_an_uninterrupted_one(
                                          err_msg=name)
 
 
-# -- the CUDA-graph path (vae/cuda_graph.py) ---------------------------------
+# -- the CUDA-graph path (vae/kernels/cuda_graph.py) ---------------------------------
 
 def nvmath_available():
     try:
@@ -174,7 +175,7 @@ needs_nvmath = pytest.mark.skipif(
 @needs_nvmath
 def test_cublas_dot_equals_cupy_dot():
     import cupy
-    from vae import cuda_graph
+    from vae.kernels import cuda_graph
     stream = device_lib.stream(device_lib.get_device(0))
     dot = cuda_graph.CublasDot(cupy, stream)
     rng = numpy.random.RandomState(0)
@@ -194,7 +195,7 @@ def test_cublas_dot_equals_cupy_dot():
 def test_graph_replays_equal_eager_steps(mnist):
     import chainer
     import cupy
-    from vae import cuda_graph
+    from vae.kernels import cuda_graph
     device = device_lib.get_device(0)
     assert device_lib.use_stream_ordered_memory(device) is None
     x = cupy.asarray(mnist[0].images[:2000])
@@ -245,7 +246,7 @@ def test_the_graph_path_trains_as_the_plain_path(tmp_path, mnist_dir):
 @needs_nvmath
 def test_a_resumed_graph_run_equals_an_uninterrupted_one(
         tmp_path, mnist_dir, monkeypatch):
-    from vae import cuda_graph
+    from vae.kernels import cuda_graph
     train_small(tmp_path / 'straight', mnist_dir, '-e', '3', '--cuda-graph')
     interrupt_at(monkeypatch, 25, cuda_graph.GraphUpdater)
     with pytest.raises(SystemExit, match='stopped by Ctrl-C'):
@@ -263,7 +264,7 @@ def test_a_resumed_graph_run_equals_an_uninterrupted_one(
 @needs_nvmath
 def test_the_graphs_guard_keeps_the_last_good_outputs(
         tmp_path, mnist_dir, monkeypatch):
-    from vae import cuda_graph
+    from vae.kernels import cuda_graph
     out = tmp_path / 'run'
     train_small(out, mnist_dir, '-e', '1', '--cuda-graph')
     good = (out / 'model.npz').read_bytes()

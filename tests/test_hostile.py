@@ -18,7 +18,7 @@ import numpy
 import pytest
 
 from testutil import ROOT, assert_one_line_error, interrupt_at, load_script
-from vae import run_folder
+from vae.train import run_folder
 
 train_script = load_script('train')
 
@@ -209,9 +209,9 @@ def test_a_launch_of_several_processes_needs_the_communicator(
 
 
 def test_one_launched_process_runs_alone(monkeypatch):
-    from vae import distributed
+    from vae import parallel
     monkeypatch.setenv('PMI_SIZE', '1')
-    assert distributed.create_communicator(None) is None
+    assert parallel.create_communicator(None) is None
 
 
 # --- Ctrl-C and SIGTERM -----------------------------------------------------
@@ -268,7 +268,7 @@ def test_training_beyond_the_memory_is_refused_first(
 
 def model_with_meta(path, **meta):
     from vae import VAE
-    from vae.serialization import save_model
+    from vae.train.model_files import save_model
     save_model(path, VAE(784, 2, 8))
     with numpy.load(path) as npz:
         arrays = dict(npz)
@@ -281,7 +281,7 @@ def model_with_meta(path, **meta):
 
 @pytest.mark.parametrize('value', [-3, '50', 50.0, 10 ** 9])
 def test_bad_recorded_sizes_are_refused(tmp_path, value):
-    from vae.serialization import ModelFileError, load_model
+    from vae.train.model_files import ModelFileError, load_model
     path = model_with_meta(tmp_path / 'model.npz', n_h=value)
     with pytest.raises(ModelFileError, match='unreadable model metadata'):
         load_model(str(path))
@@ -289,7 +289,7 @@ def test_bad_recorded_sizes_are_refused(tmp_path, value):
 
 def test_a_model_with_nan_weights_is_refused(tmp_path):
     from vae import VAE
-    from vae.serialization import ModelFileError, load_model, save_model
+    from vae.train.model_files import ModelFileError, load_model, save_model
     model = VAE(784, 2, 8)
     model.ld3.b.array[0] = numpy.nan
     save_model(tmp_path / 'model.npz', model)

@@ -72,8 +72,9 @@ spec.loader.exec_module(importlib.util.module_from_spec(spec))
 
 
 def test_each_script_imports_in_a_fresh_numpy2_like_interpreter():
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep
-               + os.environ.get('PYTHONPATH', ''))
+    # the script's folder on the path, as when it runs (scripts/browser.py)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ROOT), str(ROOT / 'scripts'), os.environ.get('PYTHONPATH', '')]))
     runs = {path.name: subprocess.Popen(
         [sys.executable, '-c', _IMPORT_WITHOUT_SCTYPES, str(path)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)

@@ -6,7 +6,7 @@ import pytest
 from chainer import gradient_check
 
 from vae import VAE, Xavier
-from vae.initializers import xavier_bound
+from vae.model import xavier_bound
 
 pytestmark = pytest.mark.numerics  # every test here compares numbers
 

@@ -93,12 +93,12 @@ def test_parameters_cell_comes_first_with_the_defaults():
 def test_notebook_imports_the_model_instead_of_defining_it():
     sources = [cell.source for cell in code_cells(read_notebook())]
     code = '\n'.join(sources)
-    imports_vae = re.search(r'^from vae(\.net)? import .*\bVAE\b', code,
+    imports_vae = re.search(r'^from vae(\.model)? import .*\bVAE\b', code,
                             re.MULTILINE)
     assert imports_vae, 'the notebook must import VAE from the vae package'
     for source in sources:
         assert not re.search(r'^\s*class\s+VAE\b', source, re.MULTILINE), (
-            'a cell defines class VAE; import it from vae.net instead:\n'
+            'a cell defines class VAE; import it from vae.model instead:\n'
             + source)
         assert not re.search(r'^\s*def\s+get_loss_func\b', source,
                              re.MULTILINE), (

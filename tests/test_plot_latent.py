@@ -17,7 +17,7 @@ from testutil import BAD_MODEL_FILES, assert_one_line_error, load_script
 # one_openmp_thread is an autouse fixture: importing it applies it here
 from test_figures import one_openmp_thread  # NOQA: F401
 from test_figures import N_TRAIN, gif_timeline, train_tiny
-from vae.serialization import save_model
+from vae.train.model_files import save_model
 
 plot_latent = load_script('plot_latent')
 plot_swiss_roll = load_script('plot_swiss_roll')

@@ -17,8 +17,9 @@ import numpy
 import pytest
 
 from testutil import ROOT, load_script
-from vae import VAE, run_folder
-from vae.serialization import load_model, save_model
+from vae import VAE
+from vae.train import run_folder
+from vae.train.model_files import load_model, save_model
 
 train_script = load_script('train')
 evaluate_script = load_script('evaluate')
@@ -145,7 +146,7 @@ def test_evaluate_checks_its_output_before_the_work(
     def no_work(*args, **kwargs):
         raise AssertionError('the evaluation ran')
 
-    monkeypatch.setattr(evaluate_script.evaluation, 'evaluate', no_work)
+    monkeypatch.setattr(evaluate_script.estimators, 'evaluate', no_work)
     blocker = tmp_path / 'a-file'
     blocker.write_text('')
     with pytest.raises(SystemExit, match='error: cannot write into .*a-file'):
@@ -281,7 +282,7 @@ def test_the_articles_own_model_files_load(tmp_path, mnist_dir, capsys):
 
 
 def test_only_the_articles_fourteen_arrays_pass(tmp_path):
-    from vae.serialization import ModelFileError
+    from vae.train.model_files import ModelFileError
     numpy.random.seed(0)
     good = article_file(tmp_path / 'good.npz', VAE(784, 3, 8))
     with numpy.load(good) as npz:

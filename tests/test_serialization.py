@@ -9,7 +9,7 @@ import pytest
 
 from vae import VAE, atomic
 from vae.atomic import atomic_path
-from vae.serialization import (META_KEY, ModelFileError, load_model,
+from vae.train.model_files import (META_KEY, ModelFileError, load_model,
                                save_model)
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from standin import (CaptureError, fake_nvmath, replaying_capture,
                      stand_in_gpu)
-from vae import cuda_graph
+from vae.kernels import cuda_graph
 from vae import device as device_lib
 
 
@@ -19,7 +19,7 @@ def gpu(monkeypatch):
 
 
 def capture(gpu, func, pool=True):
-    """Capture ``func`` on a new stream of ``gpu``, as vae.cuda_graph does
+    """Capture ``func`` on a new stream of ``gpu``, as vae.kernels.cuda_graph does
     (the stream-ordered pool in use where ``pool``)."""
     if pool:
         assert device_lib.use_stream_ordered_memory(gpu) is None

@@ -6,8 +6,9 @@ import numpy
 import pytest
 
 from testutil import gpu_available, interrupt_at, load_script
-from vae import net, updater
-from vae.serialization import load_model
+from vae import model as model_lib
+from vae.train import updater
+from vae.train.model_files import load_model
 
 train_script = load_script('train')
 
@@ -107,7 +108,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_outputs(
     good_model = (out / 'model.npz').read_bytes()
     good_snapshot = (out / 'snapshot_epoch_1').read_bytes()
 
-    original = net.sample_reconstruction_loss
+    original = model_lib.sample_reconstruction_loss
     original_update = updater.Updater.update_core
     now = {'iteration': None}
 
@@ -124,7 +125,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_outputs(
         finally:
             now['iteration'] = None
 
-    monkeypatch.setattr(net, 'sample_reconstruction_loss',
+    monkeypatch.setattr(model_lib, 'sample_reconstruction_loss',
                         nan_at_iteration_15)
     monkeypatch.setattr(updater.Updater, 'update_core', update_core)
     with pytest.raises(SystemExit,
@@ -139,7 +140,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_outputs(
                for p in params_of(load_model(out / 'model.npz')).values())
 
     fresh = tmp_path / 'fresh'  # the first update fails: nothing to keep
-    monkeypatch.setattr(net, 'sample_reconstruction_loss',
+    monkeypatch.setattr(model_lib, 'sample_reconstruction_loss',
                         lambda *args: original(*args) * float('nan'))
     with pytest.raises(SystemExit, match=r'iteration 1 \(epoch 1\); '
                        r'training stopped before this update; nothing had '

@@ -2,12 +2,17 @@
 import importlib.util
 import os
 import pathlib
+import sys
 
 import numpy
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / 'scripts'
+# the scripts' own helpers (scripts/browser.py) import as they do when a
+# script runs, with its folder on the path
+if str(SCRIPTS) not in sys.path:
+    sys.path.append(str(SCRIPTS))
 
 
 def tiny_config(**overrides):
@@ -38,11 +43,11 @@ def gpu_available():
 
 def interrupt_at(monkeypatch, iteration, updater_class=None):
     """Make training raise KeyboardInterrupt (Ctrl-C) before ``iteration``
-    (of ``vae.updater.Updater``, or of the subclass given).
+    (of ``vae.train.updater.Updater``, or of the subclass given).
 
     Undo with ``monkeypatch.undo()``.
     """
-    from vae import updater
+    from vae.train import updater
     updater_class = updater_class or updater.Updater
     original = updater_class.update_core
 

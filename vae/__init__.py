@@ -3,8 +3,7 @@ from vae import _compat
 
 _compat.apply()  # before anything below imports Chainer
 
-from vae.initializers import Xavier  # NOQA: E402,F401
-from vae.net import ACTIVATIONS, VAE  # NOQA: E402,F401
+from vae.model import ACTIVATIONS, VAE, Xavier  # NOQA: E402,F401
 
 __all__ = ['ACTIVATIONS', 'VAE', 'Xavier']
 

@@ -52,7 +52,7 @@ def add_device_arguments(parser):
 
 
 def add_data_dir_argument(parser):
-    """``--data-dir``: a local copy of MNIST (see vae.datasets.load_mnist)."""
+    """``--data-dir``: a local copy of MNIST (see vae.data.load_mnist)."""
     parser.add_argument('--data-dir',
                         help='folder with the four MNIST IDX files (gzipped '
                         'or not); default: cache, then download')
@@ -60,7 +60,7 @@ def add_data_dir_argument(parser):
 
 def add_model_arguments(parser):
     """``--model/-m`` (required) and ``--activation`` for a model file."""
-    from vae.net import ACTIVATIONS
+    from vae.model import ACTIVATIONS
     parser.add_argument('--model', '-m', required=True,
                         help='model file: model.npz of scripts/train.py, '
                         "or the article's VAE saved with save_npz")
@@ -102,7 +102,7 @@ def out_folder(path):
 
 def add_communicator_argument(parser):
     """``--communicator``: run as one of the processes of an MPI job."""
-    from vae.distributed import COMMUNICATORS
+    from vae.parallel import COMMUNICATORS
     parser.add_argument('--communicator', choices=COMMUNICATORS,
                         help='run as one rank of `mpiexec -n N ...` with '
                         "this ChainerMN communicator (naive on CPUs; flat or "

@@ -5,7 +5,7 @@ file, updated by the command-line flags a user actually gave. Keys starting
 with ``_`` are comments. The resolved configuration is written beside the
 run's outputs (``config.json``).
 
-The sizes carry the names of :class:`vae.net.VAE`'s arguments, ``n_latent``
+The sizes carry the names of :class:`vae.model.VAE`'s arguments, ``n_latent``
 and ``n_h``, everywhere: in config files, ``config.json``, model files and
 messages. Files written before that rename used ``dim_z`` and ``n_hidden``;
 :func:`read_config_file` reads them under the new names.
@@ -121,8 +121,8 @@ def resolve(config_file=None, overrides=None):
 
 def check_values(config):
     """Raise :class:`ConfigError` naming every setting out of its range."""
-    from vae.datasets import BINARIZE_MODES
-    from vae.net import ACTIVATIONS
+    from vae.data.binarize import BINARIZE_MODES
+    from vae.model import ACTIVATIONS
     problems = ['%s must be at least 1, got %r' % (key, config[key])
                 for key in _AT_LEAST_ONE if config[key] < 1]
     if not (config['alpha'] > 0 and math.isfinite(config['alpha'])):

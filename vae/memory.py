@@ -13,7 +13,7 @@ the host, which also bounds what a GPU run stages there.
 """
 import os
 
-from vae.net import layer_sizes
+from vae.model import layer_sizes
 
 FLOAT_BYTES = 4
 #: Copies of a pass's activations alive at once, at most.

@@ -6,10 +6,10 @@ is what a long run needs: a run folder that one run holds at a time, a
 snapshot every epoch that also holds the random state (so that a resumed run
 equals an uninterrupted one), a guard that stops on a non-finite loss
 before any weight changes, atomic outputs, and checks that a resumed run has
-the settings of the run it continues (:mod:`vae.resume`).
+the settings of the run it continues (:mod:`vae.train.resume`).
 
 Given a ChainerMN communicator (``comm``), the same loop runs on every rank
-of an MPI job on its share of the data (:mod:`vae.distributed` says who
+of an MPI job on its share of the data (:mod:`vae.parallel` says who
 does what); without one, nothing here differs from a single process.
 """
 import contextlib
@@ -27,13 +27,15 @@ from chainer.training import extensions
 
 from vae import atomic, config as config_lib
 from vae import device as device_lib
-from vae import distributed, memory
-from vae import extensions as vae_extensions
-from vae import fast as fast_lib
-from vae import resume as resume_lib
-from vae import run_folder, serialization
-from vae.net import VAE
-from vae.updater import NonFiniteLossError, Updater
+from vae import memory
+from vae import parallel
+from vae.train import extensions as vae_extensions
+from vae.kernels import cpu as fast_lib
+from vae.train import resume as resume_lib
+from vae.train import run_folder
+from vae.train import model_files
+from vae.model import VAE
+from vae.train.updater import NonFiniteLossError, Updater
 
 #: The entries PrintReport shows, one line per epoch.
 PRINTED = ['epoch', 'main/loss', 'validation/main/loss', 'main/reconstr',
@@ -66,10 +68,10 @@ def training_path(model, device, alpha, fast=True, cuda_graph=False,
     the one place where the path meets the communicator ``comm``.
 
     * ``graph``: on a GPU, the whole step captured as one CUDA graph
-      (:mod:`vae.cuda_graph`), when ``cuda_graph`` is asked for (one
+      (:mod:`vae.kernels.cuda_graph`), when ``cuda_graph`` is asked for (one
       process: the graph cannot include the communicator's all-reduce);
     * ``fast``: on the CPU, the fused loss and the flat Adam
-      (:mod:`vae.fast`: the same numbers bit for bit), when ``fast`` is;
+      (:mod:`vae.kernels.cpu`: the same numbers bit for bit), when ``fast`` is;
     * ``plain``: ``model.get_loss_func`` and ``chainer.optimizers.Adam``.
 
     A path asked for that cannot run here says why on stderr, in one line,
@@ -80,7 +82,7 @@ def training_path(model, device, alpha, fast=True, cuda_graph=False,
     its flat buffer.
     """
     def note(text):
-        if distributed.is_root(comm):
+        if parallel.is_root(comm):
             print('note: %s' % text, file=sys.stderr)
 
     def updater(make_loss_func):
@@ -95,7 +97,7 @@ def training_path(model, device, alpha, fast=True, cuda_graph=False,
         return chainermn.create_multi_node_optimizer(optimizer, comm)
 
     if cuda_graph:
-        from vae import cuda_graph as graph_lib
+        from vae.kernels import cuda_graph as graph_lib
         why_not = (
             'the CUDA graph cannot include the communicator' if comm
             else graph_lib.unsupported_reason(model, device)
@@ -151,31 +153,31 @@ def train(config, out, train_data, test_data, device, resume=None,
     """
     check_memory(config, n_in)
     if comm is not None:
-        train_data = distributed.share(
+        train_data = parallel.share(
             train_data, comm, seed=config['seed'],
-            rank_seed=distributed.rank_seed(config['seed'], comm.rank))
-        test_data = distributed.share(test_data, comm)
+            rank_seed=parallel.rank_seed(config['seed'], comm.rank))
+        test_data = parallel.share(test_data, comm)
     if config['batchsize'] > len(train_data):
         each = ('' if comm is None else ' of each of the %d ranks'
                 % comm.size)
-        raise distributed.every_rank(config_lib.ConfigError(
+        raise parallel.every_rank(config_lib.ConfigError(
             'batchsize %d is larger than the %d training images%s; an epoch '
             'is one pass over them, so use at most %d'
             % (config['batchsize'], len(train_data), each, len(train_data))))
     device_lib.seed(device, config['seed'])  # the same weights on every rank
     model = build_model(config, n_in)
     with contextlib.ExitStack() as held:
-        snapshot, data, finished = distributed.root_first(
+        snapshot, data, finished = parallel.root_first(
             comm, functools.partial(_prepare, held, config, out, model,
                                     resume, explicit_config,
                                     comm is not None))
         if finished:
-            if distributed.is_root(comm):
+            if parallel.is_root(comm):
                 print(finished)
             return None
         if comm is not None:  # from here on, each rank its own stream
             device_lib.seed(device,
-                            distributed.rank_seed(config['seed'], comm.rank))
+                            parallel.rank_seed(config['seed'], comm.rank))
         model.to_device(device)
         trainer = _trainer(config, out, model, train_data, test_data, device,
                            progress, comm)
@@ -183,9 +185,9 @@ def train(config, out, train_data, test_data, device, resume=None,
             resume_lib.load_snapshot(snapshot if data is None else
                                      io.BytesIO(data), trainer)
         if comm is not None:
-            distributed.start_optimizer(
+            parallel.start_optimizer(
                 trainer.updater.get_optimizer('main'), model, comm)
-        if distributed.is_root(comm):
+        if parallel.is_root(comm):
             record_environment(out, device, trainer.updater.epoch)
             note_generic_blas(device)
         try:
@@ -199,11 +201,11 @@ def train(config, out, train_data, test_data, device, resume=None,
                    trainer.updater.epoch_detail, trainer.updater.iteration,
                    _kept(out))) from None
         except NonFiniteLossError as e:
-            raise distributed.every_rank(NonFiniteLossError(
+            raise parallel.every_rank(NonFiniteLossError(
                 '%s; %s. Try a smaller --alpha or another --seed.'
                 % (e, _kept(out))))
-        if distributed.is_root(comm):
-            serialization.save_model(
+        if parallel.is_root(comm):
+            model_files.save_model(
                 os.path.join(out, run_folder.MODEL_FILE), model)
     return model
 
@@ -226,7 +228,7 @@ def check_memory(config, n_in=784):
                              config['k_test']),
             'use a smaller --n-hidden, --dim-z, --batchsize, --k or --k-test')
     except memory.MemoryEstimateError as e:
-        raise distributed.every_rank(e)
+        raise parallel.every_rank(e)
 
 
 class TrainingInterrupted(Exception):
@@ -343,13 +345,13 @@ def _trainer(config, out, model, train_data, test_data, device, progress,
     test_iter = chainer.iterators.SerialIterator(
         test_data, config['batchsize'], repeat=False, shuffle=False)
     noise_seed = (config['seed'] if comm is None else
-                  distributed.rank_seed(config['seed'], comm.rank))
+                  parallel.rank_seed(config['seed'], comm.rank))
     updater = path.make_updater(train_iter, path.optimizer, noise_seed,
                                 config['C'], config['k'])
     make_loss_func = path.make_loss_func
     trainer = training.Trainer(updater, EpochLimit(config['epoch']),
                                out=out)
-    root = distributed.is_root(comm)
+    root = parallel.is_root(comm)
 
     evaluator = extensions.Evaluator(
         test_iter, model, device=device,

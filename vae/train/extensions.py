@@ -14,9 +14,15 @@ import chainer
 import numpy
 from chainer import serializers, training
 
-from vae import atomic, figures, run_folder, serialization
+from vae import atomic
+
+from vae.viz import figures
+
+from vae.train import run_folder
+
+from vae.train import model_files
 from vae import device as device_lib
-from vae.net import VAE
+from vae.model import VAE
 
 #: Entry of a snapshot holding the settings of the run that wrote it.
 SNAPSHOT_CONFIG_KEY = '_vae_config'
@@ -185,7 +191,7 @@ class SaveModel(training.Extension):
         self._model = model
 
     def __call__(self, trainer):
-        serialization.save_model(
+        model_files.save_model(
             os.path.join(trainer.out, run_folder.MODEL_FILE), self._model)
 
 

@@ -291,7 +291,7 @@ def share(dataset, comm, seed=None, rank_seed=None):
 
     Args:
         dataset: Images (N, ...), or a
-            :class:`vae.datasets.DynamicBinarized` of them.
+            :class:`vae.data.binarize.DynamicBinarized` of them.
         comm: The communicator.
         seed (int): Shuffle with this seed before splitting; ``None`` keeps
             the order.
@@ -302,7 +302,7 @@ def share(dataset, comm, seed=None, rank_seed=None):
         The share, of the type of ``dataset``.
     """
     import chainermn
-    from vae.datasets import DynamicBinarized
+    from vae.data.binarize import DynamicBinarized
     sub = chainermn.scatter_dataset(numpy.arange(len(dataset)), comm,
                                     shuffle=seed is not None, seed=seed)
     indices = numpy.asarray(sub[:len(sub)], dtype=numpy.int64)
@@ -313,13 +313,13 @@ def share(dataset, comm, seed=None, rank_seed=None):
 
 def evaluate(comm, model, x, seed, k, iw_samples, iw_chunk, batchsize,
              progress=True):
-    """:func:`vae.evaluation.evaluate` of ``x``, its batches split over the
+    """:func:`vae.eval.estimators.evaluate` of ``x``, its batches split over the
     ranks (arguments as there).
 
     ``chainermn.scatter_index`` gives each rank consecutive batches (shares
     of at most one batch more than another, without repeats), each rank
     evaluates its own with noise per batch from ``seed``, and rank 0
-    combines the shares in order (:func:`vae.evaluation.combine`): the same
+    combines the shares in order (:func:`vae.eval.estimators.combine`): the same
     numbers, to the last bit, as one process that evaluates ``x`` with that
     seed, whatever the number of ranks.
 
@@ -327,13 +327,13 @@ def evaluate(comm, model, x, seed, k, iw_samples, iw_chunk, batchsize,
         dict: The result on rank 0; ``None`` on the others.
     """
     import chainermn
-    from vae import evaluation
+    from vae.eval import estimators
     n_batches = -(-len(x) // batchsize)
     first, end = chainermn.scatter_index(n_batches, comm,
                                          force_equal_length=False)
     part = x[first * batchsize:end * batchsize]
     if len(part):
-        share = evaluation.evaluate_share(
+        share = estimators.evaluate_share(
             model, part, k=k, iw_samples=iw_samples, iw_chunk=iw_chunk,
             batchsize=batchsize, progress=progress, seed=seed,
             first_batch=first)
@@ -344,5 +344,5 @@ def evaluate(comm, model, x, seed, k, iw_samples, iw_chunk, batchsize,
     shares = comm.gather_obj(share)
     if comm.rank != 0:
         return None
-    return evaluation.combine(shares, k=k, iw_samples=iw_samples,
+    return estimators.combine(shares, k=k, iw_samples=iw_samples,
                               n_latent=model.n_latent)

@@ -2,7 +2,7 @@
 
 Training's non-finite guard and the per-iteration reseeding of a GPU's
 noise generator live here, apart from the trainer's set-up in
-:mod:`vae.training`, so that the GPU's graph path (:mod:`vae.cuda_graph`)
+:mod:`vae.train.trainer`, so that the GPU's graph path (:mod:`vae.kernels.cuda_graph`)
 can build on it.
 """
 import functools
@@ -11,7 +11,7 @@ import math
 from chainer import training
 
 from vae import device as device_lib
-from vae import distributed
+from vae import parallel
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -59,7 +59,7 @@ class Updater(training.updaters.StandardUpdater):
         def guarded(*args):
             loss = loss_func(*args)
             value = float(loss.array)
-            bad = distributed.any_rank(self._comm, not math.isfinite(value))
+            bad = parallel.any_rank(self._comm, not math.isfinite(value))
             if bad:
                 iterator = self.get_iterator('main')
                 # the batch that ends an epoch belongs to it

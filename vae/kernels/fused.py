@@ -1,13 +1,13 @@
 """The article's loss, its gradients and Adam as plain array code, written
 once for NumPy and CuPy.
 
-:meth:`vae.net.VAE.get_loss_func` is the loss to read: Chainer builds it from
+:meth:`vae.model.VAE.get_loss_func` is the loss to read: Chainer builds it from
 26 function nodes and backpropagates through 47. The fused paths compute the
 same numbers in one pass of array operations over the model's parameters:
 
 * :func:`forward` and :func:`backward` are the CPU fast path's loss node
-  (:class:`vae.fast.VAELoss`) and the GPU's fused step
-  (:mod:`vae.cuda_graph`), with NumPy and with CuPy. Every operation is the
+  (:class:`vae.kernels.cpu.VAELoss`) and the GPU's fused step
+  (:mod:`vae.kernels.cuda_graph`), with NumPy and with CuPy. Every operation is the
   one Chainer 7.8.1 performs on the CPU, in the same order and precision
   (``functions/connection/linear.py``, ``activation/*.py``,
   ``noise/gaussian.py``, ``array/tile.py``, ``loss/vae.py``, and
@@ -25,12 +25,12 @@ transposed views (``W.T``) of C-contiguous arrays.
 """
 import numpy
 
-from vae import elbo
-from vae.net import LAYERS
+from vae.kernels import elbo
+from vae.model import LAYERS
 
 _F32 = numpy.float32
 
-# The fused code names the layers of vae.net; a layer added there without
+# The fused code names the layers of vae.model; a layer added there without
 # its gradient here fails at import rather than training a different model.
 LE1, LE2, LE3_MU, LE3_LN_VAR, LD1, LD2, LD3 = LAYERS
 
@@ -99,7 +99,7 @@ def relu_grad(a, h, gh):
 
 
 #: The hidden activations the fused code implements (a subset of
-#: vae.net.ACTIVATIONS): name -> (forward, backward).
+#: vae.model.ACTIVATIONS): name -> (forward, backward).
 KERNELS = {
     'softplus': (elbo.softplus, softplus_grad),
     'tanh': (tanh, tanh_grad),
@@ -126,7 +126,7 @@ def forward(xp, dot, p, x, eps, activation, k, C):
         p (dict): The parameters by name (``'/le1/W'``, ...).
         x: Inputs, (B, n_in).
         eps: Standard normal noise, (k*B, L), the k copies sample-major as
-            ``vae.net.sample_reconstruction_loss`` draws it.
+            ``vae.model.sample_reconstruction_loss`` draws it.
         activation (str): A name from :data:`KERNELS`.
         k (int): Samples of z per input.
         C (float): Weight of the KL term.

@@ -13,7 +13,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from vae.atomic import atomic_path
-from vae.figures import as_images, tile_images, to_uint8, upscale
+from vae.viz.figures import as_images, tile_images, to_uint8, upscale
 
 #: Milliseconds a GIF frame is shown (GIF counts in hundredths of a second).
 FRAME_MS = 100

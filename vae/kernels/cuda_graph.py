@@ -4,8 +4,8 @@ iteration (``train.py --gpu N --cuda-graph``).
 On a GPU, Chainer launches a hundred small kernels a step, each through
 Python, and the GPU waits on Python: the plain path takes 5-6 ms a step at
 batch 100 on an H200, where the matrix products need a few tens of
-microseconds. Here the step is :func:`vae.fused.forward`, :func:`vae.fused
-.backward` and :func:`vae.fused.adam` (the CPU fast path's arithmetic, on
+microseconds. Here the step is :func:`vae.kernels.fused.forward`, :func:`vae.kernels.fused
+.backward` and :func:`vae.kernels.fused.adam` (the CPU fast path's arithmetic, on
 CuPy) on fixed device buffers; it is captured once as a CUDA graph and
 replayed, so that an iteration costs one graph launch plus copying the
 batch and the noise into their buffers. A stand-alone probe of this design
@@ -42,8 +42,9 @@ import chainer
 import numpy
 
 from vae import device as device_lib
-from vae import fast, fused
-from vae.updater import NonFiniteLossError, Updater
+from vae.kernels import cpu
+from vae.kernels import fused
+from vae.train.updater import NonFiniteLossError, Updater
 
 _F32 = numpy.float32
 #: Bytes of the cuBLAS workspace bound to the capturing stream.
@@ -54,9 +55,9 @@ def unsupported_reason(model, device):
     """Why the graph path cannot train ``model`` on ``device``, or None."""
     if device_lib.is_cpu(device):
         return 'the CUDA-graph path needs a GPU'
-    if model.activation not in fast.FUSED_ACTIVATIONS:
+    if model.activation not in cpu.FUSED_ACTIVATIONS:
         return ('the fused step implements the activations %s, not %r'
-                % (', '.join(fast.FUSED_ACTIVATIONS), model.activation))
+                % (', '.join(cpu.FUSED_ACTIVATIONS), model.activation))
     if any(p.dtype != _F32 for p in model.params()):
         return 'the fused step needs float32 parameters'
     with chainer.using_device(device):  # a handle belongs to a device
@@ -158,7 +159,7 @@ class FusedStep(object):
     noise ``eps`` and updates everything in place.
 
     Args:
-        model (vae.net.VAE): On the device, float32.
+        model (vae.model.VAE): On the device, float32.
         optimizer (chainer.optimizers.Adam): Set up on ``model``; holds the
             step count and the moments for serialization.
         batchsize, k, C: The run's settings.
@@ -171,7 +172,7 @@ class FusedStep(object):
         self._activation, self._k, self._C = model.activation, k, C
         self._optimizer = optimizer
         named = dict(model.namedparams())
-        self._names = fast.param_names(model)
+        self._names = cpu.param_names(model)
         self._params = [named[name] for name in self._names]
         size = sum(p.size for p in self._params)
         self.P, self.G, self.M, self.V = (
@@ -272,7 +273,7 @@ def fused_loss_func(model, C=1.0, k=1):
     batch size): ``get_loss_func(C, k)``'s value and reports, to float32
     rounding, from the same noise."""
     xp = model.xp
-    names = fast.param_names(model)
+    names = cpu.param_names(model)
     params = dict(model.namedparams())
 
     def lf(x):
@@ -294,14 +295,14 @@ class GraphUpdater(Updater):
     """The updater of the graph path: each iteration copies the batch and
     the noise into the step's buffers and replays the captured step.
 
-    Built like :class:`vae.training.Updater`; the step is built, warmed up
+    Built like :class:`vae.train.trainer.Updater`; the step is built, warmed up
     and captured at the first iteration (so that a snapshot loaded before
     it is in place), and reports ``loss``, ``reconstr`` and ``kl`` as
     device scalars.
 
     Args:
         iterator, optimizer, device, seed: As for ``Updater``.
-        model (vae.net.VAE): The model, on ``device``.
+        model (vae.model.VAE): The model, on ``device``.
         k, C: The run's settings.
         capture (bool): Replay a CUDA graph (else run the step eagerly,
             the fused-eager path of the benchmark).

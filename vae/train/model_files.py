@@ -9,7 +9,7 @@ file alone. The article's class reads such a file with plain
 
 The other way round, :func:`load_model` also reads what the article's
 notebook saved, ``serializers.save_npz(path, model)`` of its ``VAE``: exactly
-the 14 arrays of :func:`vae.net.layer_sizes`, no metadata. The sizes then
+the 14 arrays of :func:`vae.model.layer_sizes`, no metadata. The sizes then
 come from the weights' shapes; the activation, which no array records, is
 the caller's (the article's published models used softplus).
 """
@@ -24,7 +24,7 @@ import numpy
 from chainer import serializers
 
 from vae import atomic, memory
-from vae.net import VAE, activation_name, layer_sizes
+from vae.model import VAE, activation_name, layer_sizes
 
 META_KEY = '_vae_meta'
 FORMAT_VERSION = 1

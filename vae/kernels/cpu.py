@@ -1,6 +1,6 @@
 """Fast CPU training of the article's VAE: one fused loss node, one flat Adam.
 
-Chainer runs the loss of :meth:`vae.net.VAE.get_loss_func` as 26 forward and
+Chainer runs the loss of :meth:`vae.model.VAE.get_loss_func` as 26 forward and
 47 backward function nodes, and its Adam as 12 NumPy passes per parameter
 array; on two cores that Python and memory traffic costs about as much as the
 matrix products themselves. This module keeps the maths and removes the
@@ -10,7 +10,7 @@ overhead:
   ELBO (Kingma & Welling 2014, arXiv:1312.6114, eq. 7 with the closed-form
   KL of their Appendix B): encoder, reparameterized sampling, decoder,
   Bernoulli NLL and KL, with a hand-written backward. Its arithmetic is
-  :mod:`vae.fused` on NumPy, every operation Chainer's own in Chainer's
+  :mod:`vae.kernels.fused` on NumPy, every operation Chainer's own in Chainer's
   order, and the noise is drawn with the same call, so on the CPU the loss
   and the gradients equal the plain path's bit for bit.
 * :class:`FlatAdam` is ``chainer.optimizers.Adam`` whose parameters, moments
@@ -21,16 +21,16 @@ overhead:
   layout, so plain and fast runs can resume each other.
 
 The fast path is CPU only; :func:`unsupported_reason` says when it does not
-apply, and :func:`vae.training.training_path` picks the path.
+apply, and :func:`vae.train.trainer.training_path` picks the path.
 """
 import chainer
 import numpy
 from chainer import function_node
 
 from vae import device as device_lib
-from vae import fused
-from vae.fused import LE3_MU
-from vae.net import ACTIVATIONS
+from vae.kernels import fused
+from vae.kernels.fused import LE3_MU
+from vae.model import ACTIVATIONS
 
 _F32 = numpy.float32
 
@@ -39,7 +39,7 @@ def unsupported_reason(model, device=None):
     """Why the fast path cannot train ``model`` (on ``device``), or None.
 
     Args:
-        model (vae.net.VAE): The model.
+        model (vae.model.VAE): The model.
         device (chainer.backend.Device): Where it trains; ``None`` checks
             only where the parameters are.
 
@@ -71,7 +71,7 @@ def loss_func(model, C=1.0, k=1):
     """The fused equivalent of ``model.get_loss_func(C, k)``.
 
     Args:
-        model (vae.net.VAE): A model whose activation is in
+        model (vae.model.VAE): A model whose activation is in
             :data:`FUSED_ACTIVATIONS`, on the CPU.
         C (float): Weight of the KL term.
         k (int): Number of Monte Carlo samples of z per input.
@@ -111,10 +111,10 @@ class VAELoss(function_node.FunctionNode):
     """The article's negative ELBO as a single function node.
 
     Inputs are ``x`` (B, n_in) followed by the parameters of
-    :class:`vae.net.VAE` in the order of ``names`` (see :func:`param_names`);
+    :class:`vae.model.VAE` in the order of ``names`` (see :func:`param_names`);
     outputs are ``loss``, ``reconstr`` and ``kl``, three float32 scalars
-    with the meaning of :meth:`vae.net.VAE.get_loss_func`. The arithmetic is
-    :func:`vae.fused.forward` and :func:`vae.fused.backward` on NumPy.
+    with the meaning of :meth:`vae.model.VAE.get_loss_func`. The arithmetic is
+    :func:`vae.kernels.fused.forward` and :func:`vae.kernels.fused.backward` on NumPy.
     Backward gives the parameters' gradients (not the data's) and is not
     itself differentiable (no double backprop). The gradients come back as
     views of one flat float32 array, in input order, so that

@@ -22,8 +22,8 @@ import numpy
 from chainer import serializers
 
 from vae import config as config_lib
-from vae import run_folder
-from vae.extensions import SNAPSHOT_CONFIG_KEY
+from vae.train import run_folder
+from vae.train.extensions import SNAPSHOT_CONFIG_KEY
 
 
 #: Entry of a snapshot holding the epoch its run had reached.

@@ -1,9 +1,9 @@
 """The terms of the ELBO on plain arrays, written once.
 
-:meth:`vae.net.VAE.get_loss_func` computes the loss with Chainer's own
+:meth:`vae.model.VAE.get_loss_func` computes the loss with Chainer's own
 functions (``F.bernoulli_nll``, ``F.gaussian_kl_divergence``), as the
-article does. The fused loss of :mod:`vae.fast` and the estimators of
-:mod:`vae.evaluation` need the same terms on arrays; these functions are
+article does. The fused loss of :mod:`vae.kernels.cpu` and the estimators of
+:mod:`vae.eval.estimators` need the same terms on arrays; these functions are
 those terms, each operation in the order and precision of Chainer 7.8.1's
 CPU code (``functions/loss/vae.py``, ``functions/activation/softplus.py``),
 so that the fused loss equals Chainer's bit for bit (``tests/test_fast.py``)

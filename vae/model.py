@@ -7,13 +7,65 @@ MLP. The loss is the negative ELBO, with the expectation over q estimated by
 k reparameterized samples (their eq. 7) and the KL term in closed form
 (their Appendix B), weighted by C as in the article "Variational Autoencoder
 徹底解説" (Qiita, 2017), whose public API this class keeps.
+
+The weights start from the article's initializer, :class:`Xavier`: Glorot &
+Bengio (2010), "Understanding the difficulty of training deep feedforward
+neural networks", eq. 16: W ~ U(-a, a) with a = constant * sqrt(6 / (fan_in +
+fan_out)), so that Var[W] = a**2 / 3 = constant**2 * 2 / (fan_in + fan_out).
+The article takes it, with softplus, from Metzen's 2015 VAE tutorial.
 """
+import math
+
 import chainer
 import chainer.functions as F
 import chainer.links as L
+import numpy
+from chainer import backend, initializer
 
 from vae import device as device_lib
-from vae.initializers import Xavier
+
+def xavier_bound(fan_in, fan_out, constant=1.0):
+    """Half-width ``a`` of the uniform distribution U(-a, a)."""
+    return constant * math.sqrt(6.0 / (fan_in + fan_out))
+
+
+class Xavier(initializer.Initializer):
+    """Uniform Xavier/Glorot initializer with explicit fan-in and fan-out.
+
+    It draws with the array module of the array it fills, so it works
+    unchanged on NumPy and CuPy arrays.
+
+    Args:
+        fan_in (int): Number of inputs of the layer.
+        fan_out (int): Number of outputs of the layer.
+        constant (float): Scale of the bound (1 in the article).
+        dtype: Data type the filled array must have (``None``: any float).
+    """
+
+    def __init__(self, fan_in, fan_out, constant=1, dtype=None):
+        super(Xavier, self).__init__(dtype)
+        if fan_in <= 0 or fan_out <= 0:
+            raise ValueError(
+                'Xavier needs positive fan_in and fan_out, got %r and %r'
+                % (fan_in, fan_out))
+        self.fan_in = fan_in
+        self.fan_out = fan_out
+        self.constant = constant
+
+    @property
+    def bound(self):
+        return xavier_bound(self.fan_in, self.fan_out, self.constant)
+
+    def __call__(self, array):
+        if self.dtype is not None and array.dtype != self.dtype:
+            raise ValueError(
+                'Xavier(dtype=%s) cannot fill an array of dtype %s'
+                % (numpy.dtype(self.dtype), array.dtype))
+        xp = backend.get_array_module(array)
+        a = self.bound
+        array[...] = xp.random.uniform(-a, a, array.shape).astype(
+            array.dtype, copy=False)
+
 
 #: Activations a model file can name. The article's class default is tanh;
 #: its published models used softplus.
@@ -30,7 +82,7 @@ ACTIVATIONS = {
 def layer_sizes(n_in, n_latent, n_h):
     """``(name, n_inputs, n_outputs)`` of each linear layer of
     ``VAE(n_in, n_latent, n_h)``: the encoder's, then the decoder's. The
-    fused loss of :mod:`vae.fast` takes the layers from here."""
+    fused loss of :mod:`vae.kernels.cpu` takes the layers from here."""
     return (('le1', n_in, n_h), ('le2', n_h, n_h),
             ('le3_mu', n_h, n_latent), ('le3_ln_var', n_h, n_latent),
             ('ld1', n_latent, n_h), ('ld2', n_h, n_h), ('ld3', n_h, n_in))
@@ -129,7 +181,7 @@ class VAE(chainer.Chain):
         """The negative ELBO as a function of a batch.
 
         This is the loss to read. Training on the CPU runs its fused twin,
-        :func:`vae.fast.loss_func` (one node with a hand-written backward),
+        :func:`vae.kernels.cpu.loss_func` (one node with a hand-written backward),
         which ``tests/test_fast.py`` proves equal to this one bit for bit:
         the same loss, gradients and weights after training.
 

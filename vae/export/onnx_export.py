@@ -2,7 +2,7 @@
 
 ``onnx_chainer`` ships inside the chainer 7.8.1 package. It runs a forward
 pass of a chain and converts every function it meets, so each file holds
-exactly what :meth:`vae.net.VAE.encode` or :meth:`~vae.net.VAE.decode`
+exactly what :meth:`vae.model.VAE.encode` or :meth:`~vae.model.VAE.decode`
 computes (Gemm for the links, the activation's own ONNX operator, Sigmoid):
 
 - ``encoder.onnx``: input ``x`` (batch, n_in) -> ``mu``, ``ln_var``

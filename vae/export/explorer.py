@@ -2,7 +2,7 @@
 
 The page (``index.html``, written by ``scripts/export_web.py``) carries the
 decoder's weights and a few thousand encoded test images, and runs the
-decoder in plain JavaScript, exactly as :meth:`vae.net.VAE.decode` computes
+decoder in plain JavaScript, exactly as :meth:`vae.model.VAE.decode` computes
 it: three dense layers ``W x + b``, the model's activation after the first
 two, the sigmoid after the last. It needs no server and no network: it opens
 from disk, and its Content-Security-Policy forbids every fetch.
@@ -13,10 +13,10 @@ What it shows:
   images coloured by label (``scatter.png``'s rainbow colormap, its colours
   computed here); the pointer over the plane is z, and its decode is drawn
   live; the 25x25 map of decodes over [-2, 2]^2 (``2dim_map.png``, tiles as
-  :func:`vae.figures.latent_grid` orders them) as an overlay;
+  :func:`vae.viz.figures.latent_grid` orders them) as an overlay;
 - for every model, one slider per latent dimension, a sample from the prior,
   and the straight line from the first test image of one digit to the first
-  of another (:func:`vae.figures.first_of_each_class`) with a slider for t;
+  of another (:func:`vae.viz.figures.first_of_each_class`) with a slider for t;
 - test images beside their reconstructions decode(mu), mu computed here by
   the encoder and decoded on the page by the same JavaScript decoder.
 
@@ -40,7 +40,11 @@ import chainer
 import numpy
 from matplotlib import colormaps
 
-from vae import figures, inference
+from vae.viz import figures
+
+#: Test images whose latent means are drawn on the plane (as scatter.png).
+
+from vae.eval import inference
 
 #: Test images whose latent means are drawn on the plane (as scatter.png).
 N_SCATTER = 5000
@@ -261,7 +265,7 @@ def page_data(model, data, dtype='float16', error=None, n_probes=None,
 
 
 def _asset(name):
-    return resources.files('vae').joinpath(_ASSETS, name).read_text(
+    return resources.files(__package__).joinpath(_ASSETS, name).read_text(
         encoding='utf-8')
 
 

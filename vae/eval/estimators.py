@@ -32,9 +32,9 @@ import numpy
 from tqdm import tqdm
 
 from vae import device as device_lib
-from vae import elbo as terms
-from vae.elbo import log_normal_diag, log_standard_normal  # NOQA: F401
-from vae.inference import device_batches, inference_mode
+from vae.kernels import elbo as terms
+from vae.kernels.elbo import log_normal_diag, log_standard_normal  # NOQA: F401
+from vae.eval.inference import device_batches, inference_mode
 
 #: Importance samples per image of Burda et al. (2015), Table 1.
 DEFAULT_IW_SAMPLES = 5000
@@ -48,13 +48,13 @@ ACTIVE_UNIT_THRESHOLD = 0.01
 
 def log_bernoulli(x, logits):
     """log p(x|z) of a Bernoulli decoder: (..., D) logits, and pixels
-    broadcast against them, -> (...) (:func:`vae.elbo.bernoulli_nll`)."""
+    broadcast against them, -> (...) (:func:`vae.kernels.elbo.bernoulli_nll`)."""
     return -terms.bernoulli_nll(x, logits).sum(axis=-1)
 
 
 def kl_standard_normal(mu, ln_var):
     """KL(N(mu, diag(exp(ln_var))) || N(0, I)) in closed form: (..., L)
-    -> (...) (:func:`vae.elbo.gaussian_kl`)."""
+    -> (...) (:func:`vae.kernels.elbo.gaussian_kl`)."""
     return terms.gaussian_kl(mu, ln_var).sum(axis=-1)
 
 
@@ -194,7 +194,7 @@ def evaluate(model, x, k=10, iw_samples=DEFAULT_IW_SAMPLES,
     """Every measure of this module on one data set, as a JSON-ready dict.
 
     Args:
-        model (vae.net.VAE): The model (on any device).
+        model (vae.model.VAE): The model (on any device).
         x: Images, shape (N, D).
         k (int): Samples per image of the ELBO.
         iw_samples (int): Importance samples per image of log p(x); 0 skips

@@ -1,0 +1,2 @@
+"""Evaluation: batched inference on the model's device (inference) and the
+estimators of -ELBO, -log p(x) and active units (estimators)."""
