@@ -49,6 +49,16 @@ setup(
         # vae/kernels/cpu.py: FlatAdam's one-pass update (0.60: NumPy 2, Python 3.12)
         "numba>=0.60",
     ],
+    entry_points={
+        "console_scripts": [
+            "vae-train = vae.commands.train:main",
+            "vae-evaluate = vae.commands.evaluate:main",
+            "vae-plot = vae.commands.plot_latent:main",
+            "vae-swiss-roll = vae.commands.plot_swiss_roll:main",
+            "vae-export-web = vae.commands.export_web:main",
+            "vae-export-onnx = vae.commands.export_onnx:main",
+        ],
+    },
     extras_require={
         # CuPy's prebuilt wheels, by CUDA version (plain "cupy" builds
         # from source)

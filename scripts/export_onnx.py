@@ -1,54 +1,11 @@
 #!/usr/bin/env python
 """Export a model's encoder and decoder to ONNX with Chainer's onnx_chainer.
 
-    python scripts/export_onnx.py --model result/model.npz --out onnx/
-    python scripts/export_onnx.py --model result/model.npz --out onnx/ --logits
-
-Writes OUT/encoder.onnx (x -> mu, ln_var) and OUT/decoder.onnx (z -> the
-Bernoulli means "probs", or their "logits" with --logits); the batch axis is
-symbolic. Needs the onnx extra: pip install -e ".[onnx]" (onnx, and
-onnxruntime to run the files).
+The command is vae/commands/export_onnx.py (installed as ``vae-export-onnx``); see --help.
 """
-import argparse
 import sys
 
-from vae import cli  # vae before anything imports chainer
-
-from vae.export import onnx_export
-from vae.atomic import prepare_outputs
-from vae.train.model_files import ModelFileError, load_model
-
-
-def build_parser():
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    cli.add_model_arguments(p)
-    cli.add_out_folder_argument(p)
-    p.add_argument('--logits', action='store_true',
-                   help='the decoder outputs logits, not Bernoulli means')
-    p.add_argument('--opset', type=int, default=onnx_export.OPSET,
-                   help='ONNX opset version (default %(default)s, the '
-                   'newest onnx_chainer was tested with)')
-    return p
-
-
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    problem = onnx_export.opset_problem(args.opset)
-    if problem:
-        sys.exit('error: %s' % problem)
-    out = cli.out_folder(args.out)
-    try:
-        model = load_model(args.model, args.activation)
-        prepare_outputs(out, [onnx_export.ENCODER, onnx_export.DECODER])
-        paths = onnx_export.export(model, out, logits=args.logits,
-                                   opset=args.opset)
-    except (ModelFileError, ImportError, OSError) as e:
-        sys.exit('error: %s' % e)
-    for path in paths:
-        print('wrote %s' % path)
-    return 0
-
+from vae.commands.export_onnx import main
 
 if __name__ == '__main__':
     sys.exit(main())

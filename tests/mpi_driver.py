@@ -1,4 +1,4 @@
-"""Runs scripts/train.py or scripts/evaluate.py as one rank of an MPI job,
+"""Runs the train or evaluate command as one rank of an MPI job,
 with probes and injected faults for tests/test_distributed.py.
 
     mpiexec -n 2 python tests/mpi_driver.py PROBES SCRIPT [FAULT] ARGS...
@@ -29,7 +29,7 @@ import signal
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from testutil import load_script  # NOQA: E402
+from testutil import command  # NOQA: E402
 from vae import atomic  # NOQA: E402
 from vae import data as mnist
 from vae.train import run_folder
@@ -135,7 +135,7 @@ def main():
     if args and args[0].startswith('--fault='):
         install_fault(args.pop(0)[len('--fault='):])
     install_probes()
-    status = load_script(script).main(args)
+    status = command(script).main(args)
     with open(os.path.join(folder, 'rank%d.json' % RANK), 'w') as f:
         json.dump(probes, f)
     return status

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from testutil import ROOT, load_script
+from testutil import ROOT, command
 
-train_script = load_script('train')
+train_script = command('train')
 
 # The article's logged epoch 1 (REFERENCE: train 171.64, test 136.44). The
 # project's runs draw other random numbers than the article's notebook (its

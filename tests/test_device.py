@@ -14,7 +14,7 @@ import numpy
 import pytest
 
 from standin import PHILOX, DeviceArray, stand_in_gpu
-from testutil import interrupt_at, load_script, tiny_config
+from testutil import command, interrupt_at, load_script, tiny_config
 from vae import device as device_lib
 from vae.eval import estimators
 from vae.eval import inference
@@ -215,13 +215,13 @@ def test_the_scripts_run_on_the_device(tmp_path, monkeypatch, gpu, mnist_dir,
     numpy.random.seed(0)
     path = tmp_path / 'model.npz'
     save_model(path, VAE(784, 2, 8, 'softplus'))
-    evaluate = load_script('evaluate')
+    evaluate = command('evaluate')
     assert evaluate.main(['--model', str(path), '--data-dir', mnist_dir,
                           '--limit', '20', '--iw-samples', '10',
                           '--no-progress', '--gpu', '0']) == 0
     result = json.loads((tmp_path / 'evaluation_test.json').read_text())
     assert result['device'] == '@standin:0' and result['n'] == 20
-    plot_latent = load_script('plot_latent')
+    plot_latent = command('plot_latent')
     assert plot_latent.main(['--model', str(path), '--data-dir', mnist_dir,
                              '--only', 'reconstruction', 'map', 'prior',
                              '--no-progress', '--gpu', '0']) == 0

@@ -19,7 +19,7 @@ import time
 import numpy
 import pytest
 
-from testutil import ROOT, load_script
+from testutil import ROOT, command, load_script
 from vae import device as device_lib
 from vae import parallel
 from vae.eval import estimators
@@ -185,10 +185,10 @@ def test_resuming_needs_the_same_ranks_and_continues_exactly(
                                 '--binarize', 'dynamic']
     with pytest.raises(SystemExit, match=r'error: .*resumed holds a run of '
                        r'other settings \(ranks=2 there, 1 now\)'):
-        load_script('train').main(one_process + ['-o', str(resumed)])
+        command('train').main(one_process + ['-o', str(resumed)])
     with pytest.raises(SystemExit, match=r'error: snapshot .* holds a run '
                        r'of other settings \(ranks=2 there, 1 now\)'):
-        load_script('train').main(one_process + [
+        command('train').main(one_process + [
             '-o', str(tmp_path / 'other'),
             '--resume', str(resumed / 'snapshot_epoch_2')])
     # refused by rank 0's checks: every rank stops, with one message
@@ -375,7 +375,7 @@ def test_without_the_mpi_extra_the_flag_says_what_to_install(
     monkeypatch.setitem(sys.modules, 'mpi4py', None)  # import fails
     monkeypatch.setitem(sys.modules, 'mpi4py.MPI', None)
     with pytest.raises(SystemExit) as info:
-        load_script('train').main(SMALL + ['--data-dir', mnist_dir,
+        command('train').main(SMALL + ['--data-dir', mnist_dir,
                                            '-o', str(tmp_path / 'run')])
     message = str(info.value.code)
     assert message.startswith('error: --communicator needs mpi4py and an '

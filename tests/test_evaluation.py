@@ -14,13 +14,13 @@ import numpy
 import pytest
 from scipy import special, stats
 
-from testutil import gpu_available, load_script
+from testutil import gpu_available, command
 from vae import device as device_lib
 from vae.eval import estimators
 from vae.model import VAE
 from vae.train.model_files import save_model
 
-evaluate_script = load_script('evaluate')
+evaluate_script = command('evaluate')
 
 N_IN = 16
 
@@ -475,7 +475,7 @@ def test_script_reports_missing_mnist_in_one_line(tmp_path):
 
 
 def test_out_may_name_a_folder(tmp_path, mnist_dir):
-    evaluate_script = load_script('evaluate')
+    evaluate_script = command('evaluate')
     path = tmp_path / 'model.npz'
     save_model(path, VAE(784, 2, 8))
     folder = tmp_path / 'results'

@@ -12,7 +12,7 @@ import chainer
 import numpy
 import pytest
 
-from testutil import BAD_MODEL_FILES, assert_one_line_error, load_script
+from testutil import BAD_MODEL_FILES, assert_one_line_error, command
 from test_figures import N_TRAIN, train_tiny
 from vae.eval import inference
 from vae.export import onnx_export
@@ -24,7 +24,7 @@ from vae.train.model_files import save_model
 onnx = pytest.importorskip('onnx')
 onnxruntime = pytest.importorskip('onnxruntime')
 
-export_onnx = load_script('export_onnx')
+export_onnx = command('export_onnx')
 
 N_IMAGES = 200
 

@@ -21,8 +21,8 @@ import numpy
 import pytest
 from PIL import Image
 
-from testutil import (BAD_MODEL_FILES, assert_one_line_error, load_script,
-                      unavailable)
+from testutil import (BAD_MODEL_FILES, assert_one_line_error, command,
+                      load_script, unavailable)
 from test_figures import N_TRAIN, train_tiny
 from vae.viz import figures
 from vae.eval import inference
@@ -32,7 +32,7 @@ import browser  # NOQA: E402  (scripts/browser.py, on the path by testutil)
 from vae.model import ACTIVATIONS, VAE
 from vae.train.model_files import save_model
 
-export_web = load_script('export_web')
+export_web = command('export_web')
 screenshot_web = load_script('screenshot_web')
 
 N_Z = 12  # z decoded by the page and by Chainer

@@ -13,14 +13,14 @@ import chainer
 import numpy
 import pytest
 
-from testutil import interrupt_at, load_script
+from testutil import interrupt_at, command
 from vae.kernels import cpu
 from vae.model import VAE
 from vae.train.model_files import load_model
 
 pytestmark = pytest.mark.numerics  # every test here compares numbers
 
-train_script = load_script('train')
+train_script = command('train')
 
 SMALL = ['--test', '--n-hidden', '64', '-z', '3', '--no-progress']
 

@@ -14,7 +14,7 @@ from matplotlib.text import Annotation
 from PIL import Image, ImageSequence
 from threadpoolctl import threadpool_limits
 
-from testutil import load_script
+from testutil import command
 from vae.viz import figure_files
 from vae.viz import figures
 from vae.eval import inference
@@ -22,7 +22,7 @@ from vae.model import VAE
 
 N_TRAIN = 300
 
-plot_swiss_roll = load_script('plot_swiss_roll')
+plot_swiss_roll = command('plot_swiss_roll')
 
 
 def train_tiny(images, n_latent, n_h=16, steps=60, batchsize=50, seed=0):

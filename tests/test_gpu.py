@@ -12,7 +12,7 @@ import os
 import numpy
 import pytest
 
-from testutil import gpu_available, interrupt_at, load_script
+from testutil import gpu_available, interrupt_at, command
 from vae import VAE, Xavier, device as device_lib
 from vae.eval import estimators
 from vae.train.model_files import load_model
@@ -20,7 +20,7 @@ from vae.train.model_files import load_model
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
     not gpu_available(), reason='needs CuPy and a CUDA GPU')]
 
-train_script = load_script('train')
+train_script = command('train')
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ import zipfile
 import numpy
 import pytest
 
-from testutil import ROOT, assert_one_line_error, interrupt_at, load_script
+from testutil import ROOT, assert_one_line_error, command, interrupt_at
 from vae.train import run_folder
 
-train_script = load_script('train')
+train_script = command('train')
 
 SMALL = ['--test', '--n-hidden', '16', '-z', '2', '--no-progress']
 
@@ -301,7 +301,7 @@ def test_a_model_with_nan_weights_is_refused(tmp_path):
                                           ('plot_latent', '4294967296')])
 def test_a_seed_out_of_range_is_refused(script, seed, capsys):
     with pytest.raises(SystemExit) as info:
-        load_script(script).main(['-m', 'x.npz', '--seed', seed])
+        command(script).main(['-m', 'x.npz', '--seed', seed])
     assert info.value.code == 2
     assert 'must be in [0, 2**32)' in capsys.readouterr().err
 
@@ -309,7 +309,7 @@ def test_a_seed_out_of_range_is_refused(script, seed, capsys):
 @pytest.mark.parametrize('opset', ['0', '-1', '999'])
 def test_an_opset_onnx_chainer_does_not_write_is_refused(tmp_path, opset):
     with pytest.raises(SystemExit) as info:
-        load_script('export_onnx').main(['-m', 'x.npz', '-o',
+        command('export_onnx').main(['-m', 'x.npz', '-o',
                                          str(tmp_path / 'o'), '--opset',
                                          opset])
     assert_one_line_error(info, 'choose one of 7 to 11')
@@ -328,6 +328,6 @@ def test_a_writer_removes_its_own_leftovers(tmp_path, capsys):
 
 
 def test_a_one_dimensional_latent_skips_tsne(capsys):
-    plan = load_script('plot_latent').plan_figures(['tsne', 'prior'], 1)
+    plan = command('plot_latent').plan_figures(['tsne', 'prior'], 1)
     assert plan == ['prior']
     assert 'skipped tsne' in capsys.readouterr().out

@@ -1,4 +1,5 @@
-"""A non-editable install (``pip install .``) carries the configs.
+"""A non-editable install (``pip install .``) carries the configs, the
+explorer's assets and the console scripts.
 
 configs/ lives at the top of the repository; setup.py installs it inside
 the package as vae/configs, where vae/config.py looks first. The package is
@@ -43,3 +44,13 @@ def test_installed_package_finds_its_configs(tmp_path):
     assert module.startswith(str(site))
     assert config_dir == str(site / 'vae' / 'configs')
     assert n_latent == '20'
+    assert sorted(os.listdir(site / 'vae' / 'export' / 'web_assets')) == [
+        'explorer.css', 'explorer.html', 'explorer.js']
+    # each console script runs its command's main
+    for name in ('vae-train', 'vae-evaluate', 'vae-plot', 'vae-swiss-roll',
+                 'vae-export-web', 'vae-export-onnx'):
+        run = subprocess.run([sys.executable, str(site / 'bin' / name),
+                              '--help'], cwd=tmp_path, env=env,
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.startswith('usage: %s ' % name), run.stdout[:80]

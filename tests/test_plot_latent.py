@@ -13,14 +13,14 @@ import numpy
 import pytest
 from PIL import Image
 
-from testutil import BAD_MODEL_FILES, assert_one_line_error, load_script
+from testutil import BAD_MODEL_FILES, assert_one_line_error, command
 # one_openmp_thread is an autouse fixture: importing it applies it here
 from test_figures import one_openmp_thread  # NOQA: F401
 from test_figures import N_TRAIN, gif_timeline, train_tiny
 from vae.train.model_files import save_model
 
-plot_latent = load_script('plot_latent')
-plot_swiss_roll = load_script('plot_swiss_roll')
+plot_latent = command('plot_latent')
+plot_swiss_roll = command('plot_swiss_roll')
 
 FAST = ['--tsne-samples', '100', '--no-progress']
 ALL_2D = ['compare_reconstruction.png', 'scatter.png',

@@ -16,14 +16,14 @@ import chainer
 import numpy
 import pytest
 
-from testutil import ROOT, load_script
+from testutil import ROOT, command
 from vae import VAE
 from vae.train import run_folder
 from vae.train.model_files import load_model, save_model
 
-train_script = load_script('train')
-evaluate_script = load_script('evaluate')
-plot_latent = load_script('plot_latent')
+train_script = command('train')
+evaluate_script = command('evaluate')
+plot_latent = command('plot_latent')
 
 SMALL = ['--test', '--n-hidden', '16', '-z', '2', '--no-progress']
 

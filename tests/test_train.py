@@ -5,12 +5,12 @@ import os
 import numpy
 import pytest
 
-from testutil import gpu_available, interrupt_at, load_script
+from testutil import gpu_available, interrupt_at, command
 from vae import model as model_lib
 from vae.train import updater
 from vae.train.model_files import load_model
 
-train_script = load_script('train')
+train_script = command('train')
 
 SMALL = ['--test', '--n-hidden', '64', '-z', '3', '--no-progress']
 

@@ -23,8 +23,14 @@ def tiny_config(**overrides):
     return config.resolve(overrides=settings)
 
 
+def command(name):
+    """The command ``vae.commands.<name>`` (``scripts/<name>.py`` runs it)."""
+    return importlib.import_module('vae.commands.' + name)
+
+
 def load_script(name):
-    """The module ``scripts/<name>.py`` (nothing in it runs at import)."""
+    """The module ``scripts/<name>.py`` of a tool that is not a command
+    (nothing in it runs at import)."""
     spec = importlib.util.spec_from_file_location(
         'script_' + name, SCRIPTS / (name + '.py'))
     module = importlib.util.module_from_spec(spec)
