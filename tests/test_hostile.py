@@ -596,3 +596,82 @@ def test_an_mpi_launch_of_evaluate_needs_the_communicator(
                           'launcher (PMI_SIZE=2) but --communicator is not '
                           'given')
     assert sorted(os.listdir(tmp_path)) == ['model.npz']
+
+
+# --- Ctrl-C and SIGTERM in the other scripts --------------------------------
+
+def script_runs(folder, mnist_dir):
+    """``{script: (argv, output folder)}``: a short run of each script that
+    does not train, on a tiny model in ``folder``."""
+    model = str(tiny_model(folder))
+    return {
+        'evaluate': (['-m', model, '--data-dir', mnist_dir, '--limit', '10',
+                      '--iw-samples', '5', '--no-progress', '-o',
+                      str(folder / 'out') + '/'], folder / 'out'),
+        'plot_latent': (['-m', model, '--only', 'prior', '--no-progress',
+                         '-o', str(folder / 'out')], folder / 'out'),
+        'export_web': (['-m', model, '--data-dir', mnist_dir, '--no-progress',
+                        '-o', str(folder / 'out')], folder / 'out'),
+        'export_onnx': (['-m', model, '-o', str(folder / 'out')],
+                        folder / 'out'),
+    }
+
+
+def files_below(folder):
+    return sorted(str(path.relative_to(folder))
+                  for path in folder.rglob('*') if path.is_file())
+
+
+SCRIPTS = ['evaluate', 'plot_latent', 'export_web', 'export_onnx']
+
+
+@pytest.mark.parametrize('script', SCRIPTS)
+def test_ctrl_c_while_a_script_writes_says_so_in_one_line(
+        tmp_path, mnist_dir, monkeypatch, script):
+    from vae import atomic
+    if script == 'export_onnx':
+        pytest.importorskip('onnx')
+    argv, out = script_runs(tmp_path, mnist_dir)[script]
+
+    def ctrl_c():  # the temporary file is written, the rename is next
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic, '_umask', ctrl_c)
+    with pytest.raises(SystemExit) as info:
+        try:
+            load_script(script).main(argv)
+        except KeyboardInterrupt:  # would stop pytest itself
+            pytest.fail('KeyboardInterrupt came out of main: a traceback')
+    assert_one_line_error(info, 'stopped by Ctrl-C; ')
+    assert 'run the same command to' in str(info.value.code)
+    assert not out.exists() or files_below(out) == []
+
+
+@pytest.mark.parametrize('script, signum', [
+    ('evaluate', signal.SIGTERM), ('plot_latent', signal.SIGTERM),
+    ('export_web', signal.SIGINT), ('export_onnx', signal.SIGTERM)])
+def test_a_signal_while_a_script_writes_ends_it_in_one_line(
+        tmp_path, mnist_dir, script, signum):
+    if script == 'export_onnx':
+        pytest.importorskip('onnx')
+    argv, out = script_runs(tmp_path, mnist_dir)[script]
+    marker = tmp_path / 'writing'
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / 'tests' / 'interrupt_driver.py'),
+         str(marker), script] + argv,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not marker.exists():
+            assert process.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1
+    name = 'SIGTERM' if signum == signal.SIGTERM else 'Ctrl-C'
+    assert err.startswith('error: stopped by %s; ' % name), err
+    assert err.count('\n') == 1, err
+    assert files_below(out) == []

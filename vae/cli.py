@@ -1,8 +1,10 @@
 """Command-line arguments that several scripts share, defined once."""
 import argparse
+import contextlib
 import os
 import signal
 import sys
+import threading
 
 
 def positive_int(text):
@@ -110,17 +112,43 @@ def add_communicator_argument(parser):
                         'README "Several processes"). Default: one process')
 
 
+def _sigterm_interrupts(signum, frame):
+    raise KeyboardInterrupt('SIGTERM')
+
+
 def stop_on_sigterm():
     """Make SIGTERM stop the script as Ctrl-C does: a ``KeyboardInterrupt``
     (whose argument names the signal), so that the same one line is said
-    and the same clean-up runs."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt('SIGTERM')
-    signal.signal(signal.SIGTERM, interrupt)
+    and the same clean-up runs. Returns the handler it replaced."""
+    return signal.signal(signal.SIGTERM, _sigterm_interrupts)
+
+
+@contextlib.contextmanager
+def stopped_in_one_line(what):
+    """Run a script's work so that Ctrl-C or SIGTERM ends it with one line,
+    ``error: stopped by <signal>; <what>``, and exit status 1, instead of a
+    traceback. What a write had begun is removed on the way out
+    (:func:`vae.atomic.atomic_path`), so ``what`` can say that every file
+    written is whole. SIGTERM's previous handler is restored afterwards."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = stop_on_sigterm()
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        sys.exit(interrupted(e, what))
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def interrupted(error, what):
     """The one line for a ``KeyboardInterrupt`` ``error``: which signal
     stopped the script, then ``what`` (where that leaves things)."""
-    return 'error: stopped by %s; %s' % (
+    return 'error: %s' % interruption(error, what)
+
+
+def interruption(error, what):
+    """:func:`interrupted` without its ``error:``."""
+    return 'stopped by %s; %s' % (
         error.args[0] if error.args else 'Ctrl-C', what)

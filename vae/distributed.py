@@ -93,6 +93,14 @@ def create_communicator(name):
     return comm
 
 
+def communicator_or_exit(name):
+    """:func:`create_communicator`, or exit with its error in one line."""
+    try:
+        return create_communicator(name)
+    except DistributedError as e:
+        sys.exit('error: %s' % e)
+
+
 def launched_processes(environ=None):
     """``(N, variable)``: the number of processes an MPI launcher started
     together with this one, as the launcher's variable says (``(1, None)``
