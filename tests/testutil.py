@@ -117,3 +117,31 @@ def unavailable(message):
     if os.environ.get('CI'):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def full_disk(name, limit):
+    """An ``open`` for :mod:`vae.atomic` (set as ``vae.atomic.open``) that
+    fills the disk: writes to a temporary file of a file whose name starts
+    with ``name`` fail with ENOSPC after ``limit`` bytes, as a full disk
+    fails them (in the raw writes under Python's buffer)."""
+    import builtins
+    import errno
+    import io
+
+    class FullDisk(io.FileIO):
+        written = 0
+
+        def write(self, data):
+            n = len(memoryview(data).cast('B'))
+            if self.written + n > limit:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self.written += n
+            return super().write(data)
+
+    def open_(path, mode='r', *args, **kwargs):
+        base = os.path.basename(os.fspath(path))
+        if base.startswith('.' + name) and 'w' in mode and 'b' in mode:
+            return io.BufferedWriter(FullDisk(path, 'w'))
+        return builtins.open(path, mode, *args, **kwargs)
+
+    return open_
