@@ -117,7 +117,8 @@ def main(argv=None):
     with cli.stopped_in_one_line(STOPPED):
         comm = distributed.communicator_or_exit(args.communicator)
         try:
-            return run(args, comm)
+            with distributed.watched(comm, args.rank_timeout):
+                return run(args, comm)
         except KeyboardInterrupt as e:
             if comm is None:
                 raise

@@ -105,13 +105,15 @@ def main(argv=None):
     comm = None
     try:
         comm = distributed.create_communicator(args.communicator)
-        args.progress = args.progress and distributed.is_root(comm)
-        config, device, (train_data, test_data) = distributed.agree(
-            comm, lambda: setup(args, comm))
-        training.train(config, args.out, train_data, test_data, device,
-                       resume=args.resume,
-                       progress=args.progress,
-                       explicit_config=args.config is not None, comm=comm)
+        with distributed.watched(comm, args.rank_timeout):
+            args.progress = args.progress and distributed.is_root(comm)
+            config, device, (train_data, test_data) = distributed.agree(
+                comm, lambda: setup(args, comm))
+            training.train(config, args.out, train_data, test_data, device,
+                           resume=args.resume,
+                           progress=args.progress,
+                           explicit_config=args.config is not None,
+                           comm=comm)
     except (config_lib.ConfigError, device_lib.DeviceError,
             datasets.MNISTError, ResumeError, RunFolderError,
             ModelFileError, NonFiniteLossError, training.TrainingInterrupted,

@@ -18,8 +18,8 @@ returns, each rank writes ``PROBES/rank<r>.json``:
 FAULT, ``--fault=KIND@RANK:ITERATION``, happens on that rank before that
 iteration's update: ``nan`` (the loss becomes NaN), ``oserror`` (an
 OSError, as a full disk gives), ``uncaught`` (a RuntimeError that nothing
-catches), ``kill`` (SIGKILL); ``nodata@RANK`` makes loading MNIST fail on
-that rank.
+catches), ``kill`` (SIGKILL), ``stop`` (SIGSTOP: the rank stops without
+dying); ``nodata@RANK`` makes loading MNIST fail on that rank.
 """
 import hashlib
 import json
@@ -100,6 +100,8 @@ def fault(iteration):
         raise RuntimeError('injected failure')
     if kind == 'kill':
         os.kill(os.getpid(), signal.SIGKILL)
+    if kind == 'stop':
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def install_fault(spec):

@@ -102,14 +102,30 @@ def out_folder(path):
     return os.path.abspath(path)
 
 
+def seconds(text):
+    """An argparse type: a finite number of seconds, at least 0."""
+    value = float(text)
+    if not 0 <= value < float('inf'):
+        raise argparse.ArgumentTypeError('must be a number of seconds >= 0, '
+                                         'got %s' % text)
+    return value
+
+
 def add_communicator_argument(parser):
-    """``--communicator``: run as one of the processes of an MPI job."""
-    from vae.distributed import COMMUNICATORS
+    """``--communicator``: run as one of the processes of an MPI job; and
+    ``--rank-timeout``, how long a rank may go without progress there."""
+    from vae.distributed import COMMUNICATORS, RANK_TIMEOUT
     parser.add_argument('--communicator', choices=COMMUNICATORS,
                         help='run as one rank of `mpiexec -n N ...` with '
                         "this ChainerMN communicator (naive on CPUs; flat or "
                         'pure_nccl between GPUs); needs the mpi extra (see '
                         'README "Several processes"). Default: one process')
+    parser.add_argument('--rank-timeout', type=seconds, default=RANK_TIMEOUT,
+                        metavar='SECONDS',
+                        help='under --communicator, end the whole job when a '
+                        'rank has made no progress for this long (a stopped '
+                        'or hung rank would leave the others waiting '
+                        'forever); 0: no limit (default %(default)g)')
 
 
 def _sigterm_interrupts(signum, frame):
