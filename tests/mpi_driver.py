@@ -28,7 +28,9 @@ import pathlib
 import signal
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+HERE = pathlib.Path(__file__).resolve().parent
+# this checkout's vae, whatever copy of it is installed
+sys.path[:0] = [str(HERE), str(HERE.parent)]
 from testutil import load_script  # NOQA: E402
 from vae import atomic, datasets, run_folder, updater  # NOQA: E402
 

@@ -77,8 +77,8 @@ def test_a_larger_epoch_continues_to_exactly_that_epoch(
         tmp_path, mnist_dir):
     out = tmp_path / 'run'
     assert train(out, mnist_dir, '-e', '2') == 0
-    # an interval trigger (2, 'epoch') resumed at 2 with --epoch 3 would
-    # stop at 6, the next multiple of 3
+    # the other side of a finished run: a larger --epoch still trains, to
+    # exactly that epoch (the reruns that must not train are tested above)
     assert train(out, mnist_dir, '-e', '3') == 0
     assert epochs_in_log(out) == [1, 2, 3]
     assert [e for e, _ in run_folder.snapshots(out)] == [1, 2, 3]
