@@ -19,7 +19,8 @@ line per step (PASS, FAIL or TIMEOUT, seconds, what it measured):
   benchmark   benchmark.py --gpu N at batch 100
 
 Everything goes under --out (default gpu_check/): each step's output in
-<step>.log, the run's files, and summary.txt. No network is needed: MNIST
+<step>.log, the run's files, and summary.txt; the train and graph steps
+start their run folders afresh. No network is needed: MNIST
 comes from --data-dir or $VAE_TEST_MNIST_DIR. On an H100 the whole check
 should take well under the 5 minutes its limits add up to. Exit status: 0
 when every step passed or was skipped with leave (``--allow-skip``; from
@@ -28,12 +29,17 @@ make: ``make gpu-check GPU_CHECK_FLAGS='--allow-skip graph'``).
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(ROOT, 'scripts')
+#: The run folder each training step starts afresh under --out: a run
+#: left there by an earlier check has finished its epochs, and training
+#: into it again would train nothing (a finished run stays finished).
+FRESH = {'train': 'run', 'graph': 'run-graph'}
 #: Seconds each step may take; they add up to 5 minutes.
 LIMITS = {'gpu-tests': 90, 'train': 40, 'resume': 25, 'graph': 25,
           'evaluate': 40, 'figures': 40, 'benchmark': 40}
@@ -199,6 +205,8 @@ def main(argv=None):
     chosen = [s for s in steps(args, out)
               if args.only is None or s[0] in args.only]
     for name, argv_, summarize in chosen:
+        if name in FRESH:
+            shutil.rmtree(os.path.join(out, FRESH[name]), ignore_errors=True)
         line, ok = run_step(name, argv_, summarize, out, LIMITS[name],
                             args.data_dir, name in args.allow_skip)
         print(line, flush=True)
