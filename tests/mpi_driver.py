@@ -18,8 +18,8 @@ returns, each rank writes ``PROBES/rank<r>.json``:
 FAULT, ``--fault=KIND@RANK:ITERATION``, happens on that rank before that
 iteration's update: ``nan`` (the loss becomes NaN), ``oserror`` (an
 OSError, as a full disk gives), ``uncaught`` (a RuntimeError that nothing
-catches), ``kill`` (SIGKILL); ``nodata@RANK`` makes loading MNIST fail on
-that rank.
+catches), ``kill`` (SIGKILL), ``stop`` (SIGSTOP: the rank stops without
+dying); ``nodata@RANK`` makes loading MNIST fail on that rank.
 """
 import hashlib
 import json
@@ -28,12 +28,13 @@ import pathlib
 import signal
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+HERE = pathlib.Path(__file__).resolve().parent
+# this checkout's vae, whatever copy of it is installed
+sys.path[:0] = [str(HERE), str(HERE.parent)]
 from testutil import command  # NOQA: E402
 from vae import atomic  # NOQA: E402
-from vae import data as mnist
-from vae.train import run_folder
-from vae.train import updater
+from vae import data as mnist  # NOQA: E402
+from vae.train import run_folder, updater  # NOQA: E402
 
 import chainer  # NOQA: E402
 import numpy  # NOQA: E402
@@ -103,6 +104,8 @@ def fault(iteration):
         raise RuntimeError('injected failure')
     if kind == 'kill':
         os.kill(os.getpid(), signal.SIGKILL)
+    if kind == 'stop':
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def install_fault(spec):

@@ -382,3 +382,101 @@ def test_without_the_mpi_extra_the_flag_says_what_to_install(
                               'MPI library (')
     assert message.endswith('install them with pip install -e ".[mpi]"')
     assert not (tmp_path / 'run').exists()
+
+
+# --- a rank that makes no progress: --rank-timeout --------------------------
+
+def test_a_stopped_rank_ends_the_job_after_the_rank_timeout(
+        mpiexec, mnist_dir, tmp_path):
+    # rank 1 stops (SIGSTOP) before iteration 3 without dying; rank 0 waits
+    # for its gradients, and its watchdog ends the job
+    code, out, err, seconds = train(
+        mpiexec, tmp_path / 'run', mnist_dir, '-e', '2', '--rank-timeout',
+        '4', probes=tmp_path / 'p', fault='--fault=stop@1:3')
+    assert code != 0
+    assert ('error: no progress on rank 0 of 2 for 4 s (--rank-timeout): '
+            'this rank, or a rank it waits for, is stopped or hangs; '
+            'stopping every rank' in err), err
+    assert seconds < TIMEOUT
+
+
+class FakeComm:
+    """The part of a ChainerMN communicator the watchdog uses: its rank
+    and size, and ``mpi_comm.Abort``, which records its code here."""
+
+    def __init__(self, rank=1, size=2):
+        self.rank, self.size = rank, size
+        self.aborted = []
+        self.mpi_comm = self
+
+    def Abort(self, code):
+        self.aborted.append(code)
+
+
+def wait_for(condition, seconds=10):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+def test_a_watchdog_without_progress_aborts_the_job(monkeypatch, capsys):
+    monkeypatch.setattr(parallel, 'ABORT_GRACE', 0)
+    comm = FakeComm()
+    with parallel.watched(comm, 0.3) as dog:
+        assert isinstance(dog, parallel.Watchdog)
+        assert wait_for(lambda: comm.aborted)
+    assert comm.aborted == [1]
+    err = capsys.readouterr().err
+    assert err.startswith('error: no progress on rank 1 of 2 for 0.3 s '
+                          '(--rank-timeout): this rank, or a rank it waits '
+                          'for, is stopped or hangs; stopping every rank'), err
+    assert err.count('\n') == 1
+
+
+def test_progress_keeps_the_watchdog_quiet(monkeypatch):
+    monkeypatch.setattr(parallel, 'ABORT_GRACE', 0)
+    comm = FakeComm()
+    with parallel.watched(comm, 1.0) as dog:
+        for _ in range(40):  # 2 s, twice the timeout
+            parallel.progress()
+            time.sleep(0.05)
+        assert dog.idle() < 1.0
+    assert comm.aborted == []
+    assert not dog._thread.is_alive()
+    assert parallel._watchdog is None
+    parallel.progress()  # without a watchdog: nothing
+
+
+def test_no_watchdog_alone_or_with_no_limit():
+    with parallel.watched(None, 5) as dog:
+        assert dog is None
+    with parallel.watched(FakeComm(), 0) as dog:
+        assert dog is None
+
+
+def test_training_and_evaluation_say_they_progress(
+        monkeypatch, tmp_path, mnist_dir, mnist):
+    calls = []
+    monkeypatch.setattr(parallel, 'progress',
+                        lambda: calls.append(None))
+    assert command('train').main(
+        ['--test', '--n-hidden', '16', '-z', '2', '--no-progress',
+         '--data-dir', mnist_dir, '-o', str(tmp_path / 'run'), '-e',
+         '1']) == 0
+    assert len(calls) >= 10  # 1000 images, batches of 100: every update
+    del calls[:]
+    numpy.random.seed(0)
+    estimators.evaluate(VAE(784, 2, 8), mnist[1].images[:120], k=2,
+                        iw_samples=10, iw_chunk=4, batchsize=50,
+                        progress=False)
+    assert len(calls) == 3 + 3 * 3  # 3 batches of the ELBO; 3 chunks each
+
+
+@pytest.mark.parametrize('value', ['-1', 'inf', 'nan', 'soon'])
+def test_a_rank_timeout_that_is_not_a_duration_is_refused(value, capsys):
+    with pytest.raises(SystemExit) as info:
+        command('evaluate').main(['-m', 'x.npz', '--rank-timeout',
+                                      value])
+    assert info.value.code == 2
+    assert '--rank-timeout' in capsys.readouterr().err

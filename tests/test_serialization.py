@@ -7,6 +7,7 @@ import chainer.functions as F
 import numpy
 import pytest
 
+from testutil import full_disk
 from vae import VAE, atomic
 from vae.atomic import atomic_path
 from vae.train.model_files import (META_KEY, ModelFileError, load_model,
@@ -99,10 +100,9 @@ def test_a_failed_write_names_the_file_and_keeps_the_old_one(
     save_model(path, VAE(8, 2, 4))
     good = path.read_bytes()
 
-    def disk_full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, 'No space left on device')
-
-    monkeypatch.setattr(numpy, 'savez', disk_full)
+    # the disk fills up 100 bytes into the new file
+    monkeypatch.setattr(atomic, 'open', full_disk('model', 100),
+                        raising=False)
     with pytest.raises(atomic.WriteError) as info:
         save_model(path, VAE(8, 2, 4))
     assert str(info.value) == ('cannot write %s: No space left on device'

@@ -65,6 +65,39 @@ def interrupt_at(monkeypatch, iteration, updater_class=None):
     monkeypatch.setattr(updater_class, 'update_core', interrupted)
 
 
+def damaged_compressed_model(folder):
+    """A model file written compressed (``savez_compressed``) whose first
+    weight's deflate stream starts with an invalid block type: reading it
+    raises ``zlib.error``, not a CRC error. Returns its path."""
+    import struct
+    import zipfile
+    from vae import VAE
+    from vae.train.model_files import save_model
+    plain, path = folder / 'plain.npz', folder / 'deflated.npz'
+    save_model(plain, VAE(784, 2, 8))
+    with numpy.load(plain) as npz:
+        numpy.savez_compressed(path, **dict(npz))
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo('le1/W.npy')
+    data = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack(
+        '<HH', data[info.header_offset + 26:info.header_offset + 30])
+    start = info.header_offset + 30 + name_length + extra_length
+    data[start] = 0xff  # BFINAL 1, BTYPE 11: a block type deflate lacks
+    path.write_bytes(bytes(data))
+    return path
+
+
+def nan_model(folder):
+    """A model file of a run that diverged: one bias is NaN."""
+    from vae import VAE
+    from vae.train.model_files import save_model
+    model = VAE(784, 2, 8)
+    model.ld3.b.array[3] = numpy.nan
+    save_model(folder / 'diverged.npz', model)
+    return folder / 'diverged.npz'
+
+
 #: ``(make, message)``: ``make(folder)`` writes a bad model file there and
 #: returns its path; every script refuses it with ``message`` in one line.
 BAD_MODEL_FILES = [
@@ -73,6 +106,9 @@ BAD_MODEL_FILES = [
      'is not a readable .npz model file'),
     (lambda d: numpy.savez(d / 'bare.npz', w=numpy.zeros(3)) or d / 'bare.npz',
      'is not a chainer-vae model file'),
+    (damaged_compressed_model, 'is damaged (Error -3 while decompressing '
+     'data: invalid block type)'),
+    (nan_model, 'holds weights that are NaN or infinite (ld3/b)'),
 ]
 
 
@@ -92,3 +128,31 @@ def unavailable(message):
     if os.environ.get('CI'):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def full_disk(name, limit):
+    """An ``open`` for :mod:`vae.atomic` (set as ``vae.atomic.open``) that
+    fills the disk: writes to a temporary file of a file whose name starts
+    with ``name`` fail with ENOSPC after ``limit`` bytes, as a full disk
+    fails them (in the raw writes under Python's buffer)."""
+    import builtins
+    import errno
+    import io
+
+    class FullDisk(io.FileIO):
+        written = 0
+
+        def write(self, data):
+            n = len(memoryview(data).cast('B'))
+            if self.written + n > limit:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self.written += n
+            return super().write(data)
+
+    def open_(path, mode='r', *args, **kwargs):
+        base = os.path.basename(os.fspath(path))
+        if base.startswith('.' + name) and 'w' in mode and 'b' in mode:
+            return io.BufferedWriter(FullDisk(path, 'w'))
+        return builtins.open(path, mode, *args, **kwargs)
+
+    return open_

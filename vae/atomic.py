@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import tempfile
+import zipfile
 
 import numpy
 
@@ -156,10 +157,22 @@ def write_text(path, text):
 
 
 def save_npz(path, arrays):
-    """Write a dict of arrays as an uncompressed ``.npz`` atomically."""
+    """Write a dict of arrays as an uncompressed ``.npz`` atomically.
+
+    The file is what ``numpy.savez`` writes (one ``NAME.npy`` entry per
+    array, zip64 headers), written here so that the zip file is closed
+    whatever happens: NumPy 1's ``savez`` leaves it open when a write fails
+    (a full disk), and its ``__del__`` later prints "Exception ignored in
+    ZipFile.__del__ ... seek of closed file" after the error line.
+    """
     with atomic_path(path) as tmp:
-        with open(tmp, 'wb') as f:
-            numpy.savez(f, **arrays)
+        with open(tmp, 'wb') as f, zipfile.ZipFile(
+                f, 'w', zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for name, value in arrays.items():
+                with archive.open(name + '.npy', 'w',
+                                  force_zip64=True) as entry:
+                    numpy.lib.format.write_array(entry,
+                                                 numpy.asanyarray(value))
 
 
 def save_png(fig, path, dpi=100):

@@ -1,8 +1,10 @@
 """Command-line arguments that several scripts share, defined once."""
 import argparse
+import contextlib
 import os
 import signal
 import sys
+import threading
 
 
 def positive_int(text):
@@ -100,27 +102,69 @@ def out_folder(path):
     return os.path.abspath(path)
 
 
+def seconds(text):
+    """An argparse type: a finite number of seconds, at least 0."""
+    value = float(text)
+    if not 0 <= value < float('inf'):
+        raise argparse.ArgumentTypeError('must be a number of seconds >= 0, '
+                                         'got %s' % text)
+    return value
+
+
 def add_communicator_argument(parser):
-    """``--communicator``: run as one of the processes of an MPI job."""
-    from vae.parallel import COMMUNICATORS
+    """``--communicator``: run as one of the processes of an MPI job; and
+    ``--rank-timeout``, how long a rank may go without progress there."""
+    from vae.parallel import COMMUNICATORS, RANK_TIMEOUT
     parser.add_argument('--communicator', choices=COMMUNICATORS,
                         help='run as one rank of `mpiexec -n N ...` with '
                         "this ChainerMN communicator (naive on CPUs; flat or "
                         'pure_nccl between GPUs); needs the mpi extra (see '
                         'README "Several processes"). Default: one process')
+    parser.add_argument('--rank-timeout', type=seconds, default=RANK_TIMEOUT,
+                        metavar='SECONDS',
+                        help='under --communicator, end the whole job when a '
+                        'rank has made no progress for this long (a stopped '
+                        'or hung rank would leave the others waiting '
+                        'forever); 0: no limit (default %(default)g)')
+
+
+def _sigterm_interrupts(signum, frame):
+    raise KeyboardInterrupt('SIGTERM')
 
 
 def stop_on_sigterm():
     """Make SIGTERM stop the script as Ctrl-C does: a ``KeyboardInterrupt``
     (whose argument names the signal), so that the same one line is said
-    and the same clean-up runs."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt('SIGTERM')
-    signal.signal(signal.SIGTERM, interrupt)
+    and the same clean-up runs. Returns the handler it replaced."""
+    return signal.signal(signal.SIGTERM, _sigterm_interrupts)
+
+
+@contextlib.contextmanager
+def stopped_in_one_line(what):
+    """Run a script's work so that Ctrl-C or SIGTERM ends it with one line,
+    ``error: stopped by <signal>; <what>``, and exit status 1, instead of a
+    traceback. What a write had begun is removed on the way out
+    (:func:`vae.atomic.atomic_path`), so ``what`` can say that every file
+    written is whole. SIGTERM's previous handler is restored afterwards."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = stop_on_sigterm()
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        sys.exit(interrupted(e, what))
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def interrupted(error, what):
     """The one line for a ``KeyboardInterrupt`` ``error``: which signal
     stopped the script, then ``what`` (where that leaves things)."""
-    return 'error: stopped by %s; %s' % (
+    return 'error: %s' % interruption(error, what)
+
+
+def interruption(error, what):
+    """:func:`interrupted` without its ``error:``."""
+    return 'stopped by %s; %s' % (
         error.args[0] if error.args else 'Ctrl-C', what)

@@ -109,11 +109,28 @@ def build_parser():
     return p
 
 
+#: Where Ctrl-C or SIGTERM leaves an evaluation (its one line says so).
+STOPPED = ('no results were written (nothing is left half-written); run '
+           'the same command to evaluate again')
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    comm = None
+    with cli.stopped_in_one_line(STOPPED):
+        comm = parallel.communicator_or_exit(args.communicator)
+        try:
+            with parallel.watched(comm, args.rank_timeout):
+                return run(args, comm)
+        except KeyboardInterrupt as e:
+            if comm is None:
+                raise
+            # one rank stopped: the others would wait for it forever
+            parallel.exit_status(cli.interruption(e, STOPPED), comm)
+
+
+def run(args, comm):
+    """Evaluate as ``args`` say, on this rank of ``comm`` (or alone)."""
     try:
-        comm = parallel.create_communicator(args.communicator)
         args.progress = args.progress and parallel.is_root(comm)
         model, images, device, out = parallel.agree(
             comm, lambda: setup(args, comm))

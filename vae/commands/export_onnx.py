@@ -31,8 +31,19 @@ def build_parser():
     return p
 
 
+#: Where Ctrl-C or SIGTERM leaves the work (its one line says so).
+STOPPED = ('no file is left half-written; run the same command to export '
+           'both again')
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    with cli.stopped_in_one_line(STOPPED):
+        return run(args)
+
+
+def run(args):
+    """The work of :func:`main`, on the parsed ``args``."""
     problem = onnx_export.opset_problem(args.opset)
     if problem:
         sys.exit('error: %s' % problem)

@@ -43,8 +43,19 @@ def build_parser():
     return p
 
 
+#: Where Ctrl-C or SIGTERM leaves the work (its one line says so).
+STOPPED = ('no page is left half-written; run the same command to export it '
+           'again')
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    with cli.stopped_in_one_line(STOPPED):
+        return run(args)
+
+
+def run(args):
+    """The work of :func:`main`, on the parsed ``args``."""
     out = cli.out_folder(args.out)
     try:
         model = load_model(args.model, args.activation)

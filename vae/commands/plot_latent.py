@@ -94,8 +94,19 @@ def build_parser():
     return p
 
 
+#: Where Ctrl-C or SIGTERM leaves the work (its one line says so).
+STOPPED = ('the figures it wrote are whole (none is left half-written); run '
+           'the same command to make them all')
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    with cli.stopped_in_one_line(STOPPED):
+        return run(args)
+
+
+def run(args):
+    """The work of :func:`main`, on the parsed ``args``."""
     if args.tsne_samples < 2:
         sys.exit('error: --tsne-samples must be at least 2')
     try:

@@ -105,13 +105,15 @@ def main(argv=None):
     comm = None
     try:
         comm = parallel.create_communicator(args.communicator)
-        args.progress = args.progress and parallel.is_root(comm)
-        config, device, (train_data, test_data) = parallel.agree(
-            comm, lambda: setup(args, comm))
-        trainer.train(config, args.out, train_data, test_data, device,
-                       resume=args.resume,
-                       progress=args.progress,
-                       explicit_config=args.config is not None, comm=comm)
+        with parallel.watched(comm, args.rank_timeout):
+            args.progress = args.progress and parallel.is_root(comm)
+            config, device, (train_data, test_data) = parallel.agree(
+                comm, lambda: setup(args, comm))
+            trainer.train(config, args.out, train_data, test_data, device,
+                           resume=args.resume,
+                           progress=args.progress,
+                           explicit_config=args.config is not None,
+                           comm=comm)
     except (config_lib.ConfigError, device_lib.DeviceError,
             mnist.MNISTError, ResumeError, RunFolderError,
             ModelFileError, NonFiniteLossError, trainer.TrainingInterrupted,

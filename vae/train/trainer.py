@@ -353,9 +353,11 @@ def _trainer(config, out, model, train_data, test_data, device, progress,
                                out=out)
     root = parallel.is_root(comm)
 
-    evaluator = extensions.Evaluator(
-        test_iter, model, device=device,
-        eval_func=make_loss_func(C=config['C'], k=config['k_test']))
+    eval_func = make_loss_func(C=config['C'], k=config['k_test'])
+    if comm is not None:  # each batch is progress (--rank-timeout)
+        eval_func = parallel.with_progress(eval_func)
+    evaluator = extensions.Evaluator(test_iter, model, device=device,
+                                     eval_func=eval_func)
     if comm is None:
         trainer.extend(evaluator)
     else:
