@@ -719,3 +719,19 @@ def test_a_full_disk_during_training_is_one_line(tmp_path, mnist_dir):
                      % (out / 'snapshot_epoch_2')], done.stderr
     assert [e for e, _ in run_folder.snapshots(out)] == [1]
     assert not [name for name in os.listdir(out) if '.tmp' in name]
+
+
+@pytest.mark.parametrize('name', ['plot_latent', 'plot_swiss_roll',
+                                  'export_web', 'export_onnx'])
+def test_a_one_process_command_under_a_launcher_of_several_is_refused(
+        name, tmp_path, monkeypatch, capsys):
+    # mpiexec -n 2 would run two whole copies writing the same files
+    monkeypatch.setenv('PMI_SIZE', '2')
+    out = tmp_path / 'out'
+    with pytest.raises(SystemExit) as info:
+        command(name).main(['-m', str(tmp_path / 'x.npz'), '-o', str(out)]
+                           if name != 'plot_swiss_roll' else ['--out', str(out)])
+    assert str(info.value.code).startswith('error: this is one of 2 processes')
+    assert 'PMI_SIZE=2' in str(info.value.code)
+    assert 'run it without mpiexec' in str(info.value.code)
+    assert not out.exists()

@@ -111,6 +111,12 @@ def seconds(text):
     return value
 
 
+def add_progress_argument(parser, what='the progress bar'):
+    """``--no-progress``: hide ``what`` (drawn only on a terminal)."""
+    parser.add_argument('--no-progress', dest='progress',
+                        action='store_false', help='hide ' + what)
+
+
 def add_communicator_argument(parser):
     """``--communicator``: run as one of the processes of an MPI job; and
     ``--rank-timeout``, how long a rank may go without progress there."""
@@ -168,3 +174,18 @@ def interruption(error, what):
     """:func:`interrupted` without its ``error:``."""
     return 'stopped by %s; %s' % (
         error.args[0] if error.args else 'Ctrl-C', what)
+
+
+def one_process_main(build_parser, run, stopped):
+    """The ``main(argv=None)`` of a command that runs as one process: parse
+    the flags, refuse a launch of several processes, and ``run(args)`` with
+    Ctrl-C and SIGTERM ending it in one line that says ``stopped`` (where
+    the work is left)."""
+    def main(argv=None):
+        from vae import parallel
+        args = build_parser().parse_args(argv)
+        parallel.single_process_or_exit()
+        with stopped_in_one_line(stopped):
+            return run(args)
+    return main
+

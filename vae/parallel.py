@@ -133,10 +133,11 @@ def launched_processes(environ=None):
     return 1, None
 
 
-def check_single_process(environ=None):
+def check_single_process(environ=None, shares=True):
     """Refuse to run as one of several processes that an MPI launcher
     started without ``--communicator``: each would do the whole work alone
-    and write the same outputs.
+    and write the same outputs. ``shares``: the command has the flag (else
+    it runs as one process only).
 
     Raises:
         DistributedError: naming the launcher's variable and the flag.
@@ -145,10 +146,22 @@ def check_single_process(environ=None):
     if n > 1:
         raise DistributedError(
             'this is one of %d processes started by an MPI launcher (%s=%d) '
-            'but --communicator is not given, so each would do the whole '
-            'work alone and write the same files; add --communicator naive '
-            '(flat or pure_nccl between GPUs), or run one process without '
-            'mpiexec' % (n, variable, n))
+            '%s, so each would do the whole work alone and write the same '
+            'files; %s' % (n, variable, n, *(
+                ('but --communicator is not given', 'add --communicator '
+                 'naive (flat or pure_nccl between GPUs), or run one process '
+                 'without mpiexec') if shares else
+                ('but this command runs as one process', 'run it without '
+                 'mpiexec'))))
+
+
+def single_process_or_exit():
+    """For the commands that run as one process: exit with one line where
+    an MPI launcher started several of them."""
+    try:
+        check_single_process(shares=False)
+    except DistributedError as e:
+        sys.exit('error: %s' % e)
 
 
 def _has_cupy():

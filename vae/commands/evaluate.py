@@ -104,8 +104,7 @@ def build_parser():
                    help='results file, or a folder (an existing one, or a '
                    'path ending in /) to hold evaluation_<split>.json '
                    "(default: the model's folder); checked before the work")
-    p.add_argument('--no-progress', dest='progress', action='store_false',
-                   help='hide the progress bar')
+    cli.add_progress_argument(p)
     return p
 
 

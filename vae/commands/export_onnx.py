@@ -36,14 +36,8 @@ STOPPED = ('no file is left half-written; run the same command to export '
            'both again')
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    with cli.stopped_in_one_line(STOPPED):
-        return run(args)
-
-
 def run(args):
-    """The work of :func:`main`, on the parsed ``args``."""
+    """The work of the command, on the parsed ``args``."""
     problem = onnx_export.opset_problem(args.opset)
     if problem:
         sys.exit('error: %s' % problem)
@@ -59,3 +53,5 @@ def run(args):
         print('wrote %s' % path)
     return 0
 
+
+main = cli.one_process_main(build_parser, run, STOPPED)

@@ -38,8 +38,7 @@ def build_parser():
     p.add_argument('--dtype', choices=explorer_lib.DTYPES, default='float16',
                    help='storage of the decoder weights (default '
                    '%(default)s)')
-    p.add_argument('--no-progress', dest='progress', action='store_false',
-                   help='hide the progress bar of a download')
+    cli.add_progress_argument(p, 'the progress bar of a download')
     return p
 
 
@@ -48,14 +47,8 @@ STOPPED = ('no page is left half-written; run the same command to export it '
            'again')
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    with cli.stopped_in_one_line(STOPPED):
-        return run(args)
-
-
 def run(args):
-    """The work of :func:`main`, on the parsed ``args``."""
+    """The work of the command, on the parsed ``args``."""
     out = cli.out_folder(args.out)
     try:
         model = load_model(args.model, args.activation)
@@ -82,3 +75,5 @@ def run(args):
               % (error, n_probes))
     return 0
 
+
+main = cli.one_process_main(build_parser, run, STOPPED)

@@ -89,8 +89,7 @@ def build_parser():
                    help='seed of the prior samples and t-SNE (default '
                    '%(default)s)')
     cli.add_device_arguments(p)
-    p.add_argument('--no-progress', dest='progress', action='store_false',
-                   help='hide the progress bars')
+    cli.add_progress_argument(p, 'the progress bars')
     return p
 
 
@@ -99,14 +98,8 @@ STOPPED = ('the figures it wrote are whole (none is left half-written); run '
            'the same command to make them all')
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    with cli.stopped_in_one_line(STOPPED):
-        return run(args)
-
-
 def run(args):
-    """The work of :func:`main`, on the parsed ``args``."""
+    """The work of the command, on the parsed ``args``."""
     if args.tsne_samples < 2:
         sys.exit('error: --tsne-samples must be at least 2')
     try:
@@ -282,3 +275,5 @@ MAKERS = {
     'loss': make_loss,
 }
 
+
+main = cli.one_process_main(build_parser, run, STOPPED)

@@ -20,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # NOQA: E402
 from matplotlib.figure import Figure  # NOQA: E402
 from sklearn.datasets import make_swiss_roll  # NOQA: E402
 
+from vae import cli, parallel  # NOQA: E402
 from vae.viz import figure_files  # NOQA: E402
 from vae.atomic import save_png  # NOQA: E402
 
@@ -125,13 +126,13 @@ def build_parser():
     p.add_argument('--seed', type=int, default=0,
                    help='random state of make_swiss_roll (default '
                    '%(default)s)')
-    p.add_argument('--no-progress', dest='progress', action='store_false',
-                   help='hide the progress bar')
+    cli.add_progress_argument(p)
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    parallel.single_process_or_exit()
     try:
         os.makedirs(args.out, exist_ok=True)
         points, t = make_swiss_roll(N_POINTS, noise=NOISE,

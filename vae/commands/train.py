@@ -80,8 +80,7 @@ def build_parser():
     p.add_argument('--test', action='store_const', const=True,
                    help='smoke run on %d train / %d test images'
                    % TEST_SUBSET)
-    p.add_argument('--no-progress', dest='progress', action='store_false',
-                   help='hide the progress bar')
+    cli.add_progress_argument(p)
     p.add_argument('--fast', action=argparse.BooleanOptionalAction,
                    help='on the CPU, train and evaluate with the fused loss '
                    'and the flat Adam of vae/kernels/cpu.py: the same numbers bit '
