@@ -16,6 +16,7 @@ import chainer
 import numpy
 import pytest
 
+import ckernels
 from standin import fake_nvmath, replaying_capture, stand_in_gpu
 from testutil import interrupt_at, tiny_config
 from vae import cuda_graph, fused, training, updater
@@ -369,23 +370,15 @@ def test_a_graph_run_on_gpu_1_equals_one_on_gpu_0(tmp_path, monkeypatch,
 def test_the_graphs_guard_stops_at_the_epochs_end_naming_the_iteration(
         tmp_path, monkeypatch, gpu, images):
     out = tmp_path / 'run'
-    original_forward = fused.forward
     original_update = cuda_graph.GraphUpdater.update_core
-    now = {}
 
     def update_core(self):
-        now['iteration'] = self.iteration + 1
+        if self.iteration == 36:  # the 37th: NaN pixels, a NaN loss
+            self.converter = lambda batch, device: device.send(
+                numpy.full((len(batch), 784), numpy.nan, numpy.float32))
         original_update(self)
 
-    def forward(xp, dot, p, x, eps, activation, k, C):
-        loss, reconstr, kl, cache = original_forward(
-            xp, dot, p, x, eps, activation, k, C)
-        if now.get('iteration') == 37 and dot is not xp.dot:  # training
-            loss = loss * numpy.float32('nan')
-        return loss, reconstr, kl, cache
-
     monkeypatch.setattr(cuda_graph.GraphUpdater, 'update_core', update_core)
-    monkeypatch.setattr(fused, 'forward', forward)
     with pytest.raises(updater.NonFiniteLossError) as info:
         train(out, images, gpu, cuda_graph=True)
     assert str(info.value).startswith(
@@ -478,3 +471,80 @@ def test_the_gpu_graph_extra_is_built_for_cuda_12():
     bindings = wanted['cuda-bindings'].specifier
     assert bindings.contains('12.9.0')
     assert not bindings.contains('13.0.0')
+
+
+def captured_step(gpu, k=1, activation='softplus', pool=True):
+    """A step of a small model captured on ``gpu`` as GraphUpdater captures
+    it (CuPy's allocator the stream-ordered pool where ``pool``)."""
+    if pool:
+        assert device_lib.use_stream_ordered_memory(gpu) is None
+    stream = device_lib.stream(gpu)
+    with device_lib.current(gpu), stream:
+        numpy.random.seed(0)
+        model = VAE(784, 3, 16, activation)
+        model.to_device(gpu)
+        optimizer = chainer.optimizers.Adam()
+        optimizer.setup(model)
+        step = cuda_graph.FusedStep(model, optimizer, 8, k, 1.0,
+                                    cuda_graph.CublasDot(gpu.xp, stream))
+        replay = cuda_graph.warm_up_and_capture(gpu, stream, step)
+    return step, replay
+
+
+#: Kernels one captured step launches at k = 1: 24 in the forward (7
+#: products, 7 bias additions, 4 activations, the sample, 2 terms and
+#: their 2 sums, the loss), 28 in the backward (13 products, 7 bias
+#: sums, 4 activation gradients, 3 for the sample and KL, 1 addition), 1
+#: Adam. k > 1 adds the 2 sums over the copies.
+LAUNCHES_PER_STEP = 53
+
+
+@pytest.mark.parametrize('activation', fused.KERNELS)
+@pytest.mark.parametrize('k', [1, 3])
+def test_a_captured_step_launches_53_kernels_and_allocates_nothing(
+        gpu, images, k, activation):
+    step, replay = captured_step(gpu, k, activation)
+    step.x[...] = images[0][:8]
+    launches, allocations = gpu.xp.launches, gpu.xp.capture_allocations
+    replay()
+    assert gpu.xp.launches - launches == LAUNCHES_PER_STEP + 2 * (k > 1)
+    assert gpu.xp.capture_allocations == allocations
+    assert float(step.t) == 1 and bool(step.keep)
+
+
+def test_without_the_pool_a_capture_of_the_step_succeeds(gpu, images):
+    # outside the stream-ordered pool the stand-in refuses any allocation
+    # during a capture: the step makes none
+    step, replay = captured_step(gpu, pool=False)
+    step.x[...] = images[0][:8]
+    replay()
+    assert int(step.iteration) == 1
+
+
+@pytest.mark.numerics
+@pytest.mark.skipif(ckernels.compiler() is None,
+                    reason='no C compiler (cc or gcc) found')
+@pytest.mark.parametrize('k', [1, 2])
+def test_the_step_with_the_compiled_c_kernels_is_the_numpy_step(
+        gpu, images, k):
+    # the C bodies a GPU compiles, in the step's wiring (argument order,
+    # broadcasts, in-place updates), against their NumPy references
+    eps = numpy.random.RandomState(1).standard_normal(
+        (3, k * 8, 3)).astype(numpy.float32)
+    results = []
+    for compiled in (False, True):
+        gpu.xp.compiled_kernels = compiled
+        step, replay = captured_step(gpu, k)
+        start = device_lib.to_cpu(step.P)
+        losses = []
+        for i in range(3):
+            step.x[...] = images[0][8 * i:8 * (i + 1)]
+            step.eps[...] = eps[i]
+            replay()
+            losses.append(float(step.loss))
+        results.append((losses, device_lib.to_cpu(step.P)))
+    gpu.xp.compiled_kernels = False
+    (loss_np, p_np), (loss_c, p_c) = results
+    numpy.testing.assert_allclose(loss_c, loss_np, rtol=1e-5)
+    numpy.testing.assert_allclose(p_c, p_np, rtol=1e-4, atol=1e-6)
+    assert numpy.abs(p_np - start).max() > 1e-3  # trained

@@ -4,12 +4,15 @@ iteration (``train.py --gpu N --cuda-graph``).
 On a GPU, Chainer launches a hundred small kernels a step, each through
 Python, and the GPU waits on Python: the plain path takes 5-6 ms a step at
 batch 100 on an H200, where the matrix products need a few tens of
-microseconds. Here the step is :func:`vae.fused.forward`, :func:`vae.fused
-.backward` and :func:`vae.fused.adam` (the CPU fast path's arithmetic, on
-CuPy) on fixed device buffers; it is captured once as a CUDA graph and
-replayed, so that an iteration costs one graph launch plus copying the
-batch and the noise into their buffers. A stand-alone probe of this design
-measured 0.27 ms a step on an H200 (README, "GPU").
+microseconds. Here the step (:class:`FusedStep`) computes what
+:func:`vae.fused.forward`, :func:`vae.fused.backward` and
+:func:`vae.fused.adam` compute (the CPU fast path's arithmetic), on fixed
+device buffers: the matrix products through cuBLAS, each element-wise group
+one kernel of :mod:`vae.kernels` (Adam one kernel over the flat buffers),
+nothing allocated. It is captured once as a CUDA graph of 53 launches at
+k = 1 (20 cuBLAS products, 33 CuPy kernels) and replayed, so that an iteration costs one graph launch plus
+copying the batch and the noise into their buffers. A stand-alone probe of
+this design measured 0.27 ms a step on an H200 (README, "GPU").
 
 What the capture needs, and where it is done:
 
@@ -19,7 +22,8 @@ What the capture needs, and where it is done:
   (:class:`CublasDot`; ``pip install nvmath-python``, the ``gpu-graph``
   extra).
 * Memory allocated inside a capture must come from CUDA's stream-ordered
-  allocator (:func:`vae.device.use_stream_ordered_memory`).
+  allocator (:func:`vae.device.use_stream_ordered_memory`); the step
+  allocates none itself (CuPy's reductions may take scratch from it).
 * What changes between iterations lives in device memory the graph reads:
   the batch and the noise buffers, Adam's step count and hyperparameters
   (a schedule such as ``ExponentialShift('alpha')`` takes effect at the
@@ -42,7 +46,7 @@ import chainer
 import numpy
 
 from vae import device as device_lib
-from vae import fast, fused
+from vae import fast, fused, kernels
 from vae.updater import NonFiniteLossError, Updater
 
 _F32 = numpy.float32
@@ -157,6 +161,13 @@ class FusedStep(object):
     graph's weights without copies. :meth:`run` reads the batch ``x`` and the
     noise ``eps`` and updates everything in place.
 
+    The step is :func:`vae.fused.forward`, :func:`vae.fused.backward` and
+    :func:`vae.fused.adam`, operation for operation, with each element-wise
+    group one kernel of :mod:`vae.kernels` (an activation, its gradient,
+    the sample, each term of the loss, their gradients, Adam over the flat
+    buffers) writing into a buffer allocated here: a run allocates nothing,
+    so its capture holds kernel and cuBLAS nodes only.
+
     Args:
         model (vae.net.VAE): On the device, float32.
         optimizer (chainer.optimizers.Adam): Set up on ``model``; holds the
@@ -195,8 +206,47 @@ class FusedStep(object):
         self.first_bad = xp.full((), -1, dtype=numpy.int64)
         self.loss, self.reconstr, self.kl = (
             xp.zeros((), dtype=_F32) for _ in range(3))
+        self._kernels = kernels.build(xp)
+        self._scratch(batchsize, k, C, n_in, n_latent, model.n_h)
         self.load_step_count()
         self.load_hyperparams()
+
+    def _scratch(self, batch, k, C, n_in, n_latent, n_h):
+        """Every buffer :meth:`run` writes, each an allocation of its own
+        (CuPy copies a kernel's input that overlaps one of its outputs),
+        and the views and constants it uses."""
+        xp = self.xp
+        rows = {'x': batch, 'z': k * batch}
+        sizes = {'in': n_in, 'h': n_h, 'L': n_latent}
+        layout = {  # name: (rows, columns)
+            'a1': 'xh', 'h1': 'xh', 'a2': 'xh', 'h2': 'xh', 'mu': 'xL',
+            'ln_var': 'xL', 'var': 'xL', 'kl_terms': 'xL', 'noise': 'zL',
+            'z': 'zL', 'ad1': 'zh', 'd1': 'zh', 'ad2': 'zh', 'd2': 'zh',
+            'logits': 'zin', 'nll': 'zin', 'g_logits': 'zin', 'g_d2': 'zh',
+            'g_d1': 'zh', 'g_z': 'zL', 'g_noise': 'zL', 'g_mu_sum': 'xL',
+            'g_ln_var_sum': 'xL', 'g_mu': 'xL', 'g_ln_var': 'xL',
+            'g_h2': 'xh', 'g_h2_ln_var': 'xh', 'g_h1': 'xh'}
+        self._b = {name: xp.zeros((rows[shape[0]], sizes[shape[1:]]),
+                                  dtype=_F32)
+                   for name, shape in layout.items()}
+        self._b['rec_sum'] = xp.zeros((), dtype=_F32)
+        self._b['kl_sum'] = xp.zeros((), dtype=_F32)
+        # the k samples of a row, sample-major: (k, B, ...) views, which
+        # broadcast against the (B, ...) arrays of the encoder and x
+        self._by_sample = {
+            name: array.reshape((k, batch) + array.shape[1:])
+            for name, array in (('eps', self.eps),) + tuple(
+                (n, self._b[n]) for n in ('noise', 'z', 'logits', 'nll',
+                                          'g_logits', 'g_z', 'g_noise'))}
+        # F.tile's backward sums the k copies over (k, B, 1, L)
+        self._tile_shape = (k, batch, 1, n_latent)
+        # the scalars of fused.forward and fused.backward, as they compute
+        # them (float32, rounded once)
+        self._rec_scale = _F32(1.0 / (k * batch))
+        self._kl_scale = _F32(1.0 / batch)
+        self._C32 = _F32(C)
+        self._g_logits = _F32(1.0 / (k * batch)) * _F32(1)
+        self._g_half = _F32(0.5) * (_F32(1.0 / batch) * _F32(C))
 
     def load_hyperparams(self):
         """Adam's hyperparameters from the optimizer into :attr:`hyper`,
@@ -230,24 +280,79 @@ class FusedStep(object):
         return [self.P, self.M, self.V, self.t, self.keep, self.iteration,
                 self.first_bad]
 
+    def _linear(self, name, h, out):
+        # LinearFunction.forward: dot(x, W.T) into y, then y += b
+        self.dot(h, self.p['/%s/W' % name].T, out=out)
+        self.xp.add(out, self.p['/%s/b' % name], out=out)
+
+    def _linear_grad(self, name, gy, x, gx=None):
+        # LinearFunction.backward: gW = gy.T x, gb = sum(gy, 0), gx = gy W
+        self.dot(gy.T, x, out=self.grads['/%s/W' % name])
+        self.xp.sum(gy, axis=0, out=self.grads['/%s/b' % name])
+        if gx is not None:
+            self.dot(gy, self.p['/%s/W' % name], out=gx)
+
     def run(self):
-        """Forward, backward and Adam, all on the device."""
-        xp = self.xp
-        loss, reconstr, kl, cache = fused.forward(
-            xp, self.dot, self.p, self.x, self.eps, self._activation,
-            self._k, self._C)
-        finite = xp.isfinite(loss)
-        xp.copyto(self.first_bad, self.iteration,
-                  where=self.keep & ~finite)
-        xp.logical_and(self.keep, finite, out=self.keep)
-        self.iteration += 1
-        for buffer, value in ((self.loss, loss), (self.reconstr, reconstr),
-                              (self.kl, kl)):
-            xp.copyto(buffer, value)
-        fused.backward(xp, self.dot, self.p, cache, self.grads, _F32(1),
-                       _F32(self._C))
-        fused.adam(xp, self.P, self.G, self.M, self.V, self.t, self.hyper,
-                   keep=self.keep)
+        """Forward, backward and Adam, all on the device, into the buffers
+        (what :func:`vae.fused.forward` and :func:`vae.fused.backward`
+        compute, in their order)."""
+        xp, K, b, s = self.xp, self._kernels, self._b, self._by_sample
+        act, act_grad = (K[name] for name in
+                         kernels.ACTIVATIONS[self._activation])
+        le1, le2, le3_mu, le3_ln_var, ld1, ld2, ld3 = fused.LAYERS
+        # forward
+        self._linear(le1, self.x, b['a1'])
+        act(b['a1'], b['h1'])
+        self._linear(le2, b['h1'], b['a2'])
+        act(b['a2'], b['h2'])
+        self._linear(le3_mu, b['h2'], b['mu'])
+        self._linear(le3_ln_var, b['h2'], b['ln_var'])
+        K['vae_reparameterize'](b['mu'], b['ln_var'], s['eps'], s['noise'],
+                                s['z'])
+        self._linear(ld1, b['z'], b['ad1'])
+        act(b['ad1'], b['d1'])
+        self._linear(ld2, b['d1'], b['ad2'])
+        act(b['ad2'], b['d2'])
+        self._linear(ld3, b['d2'], b['logits'])
+        K['vae_bernoulli_nll'](self.x, s['logits'], s['nll'])
+        xp.sum(b['nll'], out=b['rec_sum'])
+        K['vae_gaussian_kl'](b['mu'], b['ln_var'], b['var'], b['kl_terms'])
+        xp.sum(b['kl_terms'], out=b['kl_sum'])
+        # the reported values, the non-finite guard and Adam's step count
+        K['vae_loss'](b['rec_sum'], b['kl_sum'], self._rec_scale,
+                      self._kl_scale, self._C32, self.reconstr, self.kl,
+                      self.loss, self.keep, self.iteration, self.first_bad,
+                      self.t)
+        # backward
+        K['vae_bernoulli_nll_grad'](s['logits'], self.x, self._g_logits,
+                                    s['g_logits'])
+        self._linear_grad(ld3, b['g_logits'], b['d2'], b['g_d2'])
+        act_grad(b['ad2'], b['d2'], b['g_d2'], b['g_d2'])
+        self._linear_grad(ld2, b['g_d2'], b['d1'], b['g_d1'])
+        act_grad(b['ad1'], b['d1'], b['g_d1'], b['g_d1'])
+        self._linear_grad(ld1, b['g_d1'], b['z'], b['g_z'])
+        K['vae_noise_grad'](b['g_z'], b['noise'], b['g_noise'])
+        if self._k > 1:  # F.tile's backward: the sum of the k copies
+            xp.sum(b['g_z'].reshape(self._tile_shape), axis=(0, 2),
+                   out=b['g_mu_sum'])
+            xp.sum(b['g_noise'].reshape(self._tile_shape), axis=(0, 2),
+                   out=b['g_ln_var_sum'])
+            g_mu, g_ln_var = b['g_mu_sum'], b['g_ln_var_sum']
+        else:
+            g_mu, g_ln_var = b['g_z'], b['g_noise']
+        K['vae_gaussian_kl_grad'](g_mu, g_ln_var, b['mu'], b['var'],
+                                  self._g_half, b['g_mu'], b['g_ln_var'])
+        self._linear_grad(le3_mu, b['g_mu'], b['h2'], b['g_h2'])
+        self._linear_grad(le3_ln_var, b['g_ln_var'], b['h2'],
+                          b['g_h2_ln_var'])
+        xp.add(b['g_h2'], b['g_h2_ln_var'], out=b['g_h2'])
+        act_grad(b['a2'], b['h2'], b['g_h2'], b['g_h2'])
+        self._linear_grad(le2, b['g_h2'], b['h1'], b['g_h1'])
+        act_grad(b['a1'], b['h1'], b['g_h1'], b['g_h1'])
+        self._linear_grad(le1, b['g_h1'], self.x)
+        # Adam, one kernel over the flat buffers
+        K['vae_adam'](self.G, self.t, self.hyper, self.keep, self.P, self.M,
+                      self.V)
 
 
 def warm_up_and_capture(device, stream, step, capture=True):
