@@ -19,15 +19,19 @@ line per step (PASS, FAIL or TIMEOUT, seconds, what it measured):
   benchmark   benchmark.py --gpu N at batch 100
 
 Everything goes under --out (default gpu_check/): each step's output in
-<step>.log, the run's files, and summary.txt. No network is needed: MNIST
-comes from --data-dir or $VAE_TEST_MNIST_DIR. On an H100 the whole check
-should take well under the 5 minutes its limits add up to. Exit status: 0
-when every step passed or was skipped with leave (``--allow-skip``; from
-make: ``make gpu-check GPU_CHECK_FLAGS='--allow-skip graph'``).
+<step>.log, the run's files, and summary.txt; train and graph start from
+empty run folders (a run finished by an earlier check would only say where
+it stands, and the check would report its old numbers). No network is
+needed: MNIST comes from --data-dir or $VAE_TEST_MNIST_DIR. On an H100 the
+whole check should take well under the 5 minutes its limits add up to.
+Exit status: 0 when every step passed or was skipped with leave
+(``--allow-skip``; from make: ``make gpu-check GPU_CHECK_FLAGS='--allow-skip
+graph'``).
 """
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -39,6 +43,10 @@ LIMITS = {'gpu-tests': 90, 'train': 40, 'resume': 25, 'graph': 25,
           'evaluate': 40, 'figures': 40, 'benchmark': 40}
 
 
+#: The steps that train from scratch, and their run folders under --out.
+FRESH = {'train': 'run', 'graph': 'run-graph'}
+
+
 class Skipped(Exception):
     """A step ran but could not check what it is for (the reason)."""
 
@@ -47,7 +55,7 @@ def steps(args, out):
     """``[(name, argv, summarize), ...]``: each step's command, and a
     function that reads what it measured from its outputs."""
     python = sys.executable
-    run = os.path.join(out, 'run')
+    run = os.path.join(out, FRESH['train'])
     model = os.path.join(run, 'model.npz')
     data = ['--data-dir', args.data_dir] if args.data_dir else []
     device = ['--gpu', str(args.gpu)]
@@ -72,7 +80,7 @@ def steps(args, out):
             for line in f:
                 if 'without the CUDA graph' in line:
                     raise Skipped(line.strip())
-        return last_epoch(os.path.join(out, 'run-graph'))
+        return last_epoch(os.path.join(out, FRESH['graph']))
 
     def evaluation():
         with open(os.path.join(run, 'evaluation_test.json')) as f:
@@ -102,7 +110,8 @@ def steps(args, out):
         ('resume', script('train', '--epoch', '3', '--no-progress', '-o', run,
                           *(size + data + device)), last_epoch),
         ('graph', script('train', '--epoch', '2', '--no-progress',
-                         '--cuda-graph', '-o', os.path.join(out, 'run-graph'),
+                         '--cuda-graph', '-o',
+                         os.path.join(out, FRESH['graph']),
                          *(size + data + device)), graph_epoch),
         ('evaluate', script('evaluate', '--model', model, '--no-progress',
                             *(iw + data + device)), evaluation),
@@ -199,6 +208,8 @@ def main(argv=None):
     chosen = [s for s in steps(args, out)
               if args.only is None or s[0] in args.only]
     for name, argv_, summarize in chosen:
+        if name in FRESH:
+            shutil.rmtree(os.path.join(out, FRESH[name]), ignore_errors=True)
         line, ok = run_step(name, argv_, summarize, out, LIMITS[name],
                             args.data_dir, name in args.allow_skip)
         print(line, flush=True)
