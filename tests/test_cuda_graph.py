@@ -548,3 +548,35 @@ def test_the_step_with_the_compiled_c_kernels_is_the_numpy_step(
     numpy.testing.assert_allclose(loss_c, loss_np, rtol=1e-5)
     numpy.testing.assert_allclose(p_c, p_np, rtol=1e-4, atol=1e-6)
     assert numpy.abs(p_np - start).max() > 1e-3  # trained
+
+
+@pytest.mark.numerics
+def test_the_epochs_means_are_reported_once_as_summary_computes_them(
+        gpu, images):
+    # the graph sums the values on the device; the means reported at the
+    # epoch's end are what LogReport's Summary made of 15 reports
+    numpy.random.seed(0)
+    model = VAE(784, 3, 16, 'softplus')
+    model.to_device(gpu)
+    path = training.training_path(model, gpu, 1e-3, cuda_graph=True)
+    path.optimizer.setup(model)
+    iterator = chainer.iterators.SerialIterator(images[0], 20)  # 15 a pass
+    graph = path.make_updater(iterator, path.optimizer, 0, 1.0, 1)
+    reporter = chainer.Reporter()
+    reporter.add_observer('main', model)
+    observed, summaries = [], {}
+    for i in range(30):
+        observation = {}
+        with reporter.scope(observation):
+            graph.update()
+        observed.append(sorted(observation))
+        for name in ('loss', 'reconstr', 'kl'):
+            value = getattr(graph._step, name).copy()
+            summaries.setdefault(name, chainer.reporter.Summary()).add(value)
+        if i in (14, 29):
+            for name, summary in summaries.items():
+                assert float(observation['main/' + name]) == \
+                    float(summary.compute_mean()), name
+            summaries = {}
+    assert observed == ([[]] * 14 + [['main/kl', 'main/loss',
+                                      'main/reconstr']]) * 2

@@ -46,7 +46,8 @@ def scalar(value, dtype=_F32):
 
 def loss_args(rec_sum):
     return [scalar(rec_sum), scalar(21.5), _F32(1 / 300), _F32(1 / 100),
-            _F32(0.7), unset(()), unset(()), unset(()), scalar(True, bool),
+            _F32(0.7), unset(()), unset(()), unset(()),
+            numpy.array([10.5, 20.25, -1], _F32), scalar(True, bool),
             scalar(5, numpy.int64), scalar(-1, numpy.int64),
             scalar(3, numpy.float64)]
 
@@ -145,7 +146,7 @@ def test_the_loss_kernel_stops_the_updates_at_a_non_finite_loss(rec_sum):
     got, want, _ = run_both(kernel, loss_args(rec_sum))
     for g, w in zip(got, want):
         numpy.testing.assert_array_equal(g, w)
-    keep, iteration, first_bad, t = got[3:]
+    keep, iteration, first_bad, t = got[4:]
     assert not keep and iteration == 6 and first_bad == 5 and t == 3
 
 

@@ -28,9 +28,9 @@ What the capture needs, and where it is done:
   the batch and the noise buffers, Adam's step count and hyperparameters
   (a schedule such as ``ExponentialShift('alpha')`` takes effect at the
   next replay), and the flag of the non-finite guard (:class:`FusedStep`).
-* No host synchronization inside the graph: the reported loss, reconstruction
-  and KL are device scalars that ``LogReport`` averages on the device and
-  reads once per epoch.
+* No host synchronization inside the graph: the graph sums the loss, the
+  reconstruction and the KL on the device, and the updater reports their
+  means once per epoch (``LogReport`` reads them then).
 
 The non-finite guard. Inside the graph, a step whose loss is not finite
 applies no update, and neither does any later step (the flag stays down);
@@ -206,6 +206,8 @@ class FusedStep(object):
         self.first_bad = xp.full((), -1, dtype=numpy.int64)
         self.loss, self.reconstr, self.kl = (
             xp.zeros((), dtype=_F32) for _ in range(3))
+        # their sums since reset_totals, in the order of TOTALS
+        self.totals = xp.zeros(len(self.TOTALS), dtype=_F32)
         self._kernels = kernels.build(xp)
         self._scratch(batchsize, k, C, n_in, n_latent, model.n_h)
         self.load_step_count()
@@ -248,6 +250,23 @@ class FusedStep(object):
         self._g_logits = _F32(1.0 / (k * batch)) * _F32(1)
         self._g_half = _F32(0.5) * (_F32(1.0 / batch) * _F32(C))
 
+    #: The reported values whose sums :attr:`totals` holds.
+    TOTALS = ('loss', 'reconstr', 'kl')
+
+    def reset_totals(self):
+        """Start the sums of the reported values again (at an epoch's
+        start)."""
+        self.totals.fill(0)
+
+    def means(self, n):
+        """The reported values' means over the ``n`` steps since
+        :meth:`reset_totals`, as device scalars: what
+        ``chainer.reporter.Summary`` computes from the ``n`` values reported
+        one by one (the same float32 sum, in the same order, divided by
+        ``n``)."""
+        return {name: self.totals[i] / n
+                for i, name in enumerate(self.TOTALS)}
+
     def load_hyperparams(self):
         """Adam's hyperparameters from the optimizer into :attr:`hyper`,
         where they changed (a schedule changes them between steps; the
@@ -278,7 +297,7 @@ class FusedStep(object):
     def state(self):
         """The buffers a step changes for good (the rest is scratch)."""
         return [self.P, self.M, self.V, self.t, self.keep, self.iteration,
-                self.first_bad]
+                self.first_bad, self.totals]
 
     def _linear(self, name, h, out):
         # LinearFunction.forward: dot(x, W.T) into y, then y += b
@@ -318,11 +337,12 @@ class FusedStep(object):
         xp.sum(b['nll'], out=b['rec_sum'])
         K['vae_gaussian_kl'](b['mu'], b['ln_var'], b['var'], b['kl_terms'])
         xp.sum(b['kl_terms'], out=b['kl_sum'])
-        # the reported values, the non-finite guard and Adam's step count
+        # the reported values and their sums, the non-finite guard and
+        # Adam's step count
         K['vae_loss'](b['rec_sum'], b['kl_sum'], self._rec_scale,
                       self._kl_scale, self._C32, self.reconstr, self.kl,
-                      self.loss, self.keep, self.iteration, self.first_bad,
-                      self.t)
+                      self.loss, self.totals, self.keep, self.iteration,
+                      self.first_bad, self.t)
         # backward
         K['vae_bernoulli_nll_grad'](s['logits'], self.x, self._g_logits,
                                     s['g_logits'])
@@ -401,8 +421,10 @@ class GraphUpdater(Updater):
 
     Built like :class:`vae.training.Updater`; the step is built, warmed up
     and captured at the first iteration (so that a snapshot loaded before
-    it is in place), and reports ``loss``, ``reconstr`` and ``kl`` as
-    device scalars.
+    it is in place). The graph sums ``loss``, ``reconstr`` and ``kl`` on
+    the device; their means over the epoch are reported once, at its last
+    iteration, where ``LogReport`` takes them (the means it computed when
+    each iteration reported its values).
 
     Args:
         iterator, optimizer, device, seed: As for ``Updater``.
@@ -422,6 +444,7 @@ class GraphUpdater(Updater):
         self._step = None
         self._replay = None
         self._first_iteration = None  # of this process, 0-based
+        self._in_epoch = 0  # iterations in this epoch's totals
 
     def _build(self, batchsize):
         device = self.device
@@ -456,9 +479,12 @@ class GraphUpdater(Updater):
             step.eps[...] = device_lib.standard_normal(
                 xp, step.eps.shape, numpy.float32)
             self._replay()
-            chainer.report({'loss': step.loss.copy(),
-                            'reconstr': step.reconstr.copy(),
-                            'kl': step.kl.copy()}, observer=self._model)
+            self._in_epoch += 1
+            if iterator.is_new_epoch:  # LogReport's mean, read once
+                chainer.report(step.means(self._in_epoch),
+                               observer=self._model)
+                step.reset_totals()
+                self._in_epoch = 0
         if iterator.is_new_epoch:
             self.get_optimizer('main').new_epoch(auto=True)
             self.check_finite()

@@ -129,20 +129,25 @@ def _gaussian_kl(mu, ln_var, var, kl):
 @_kernel('vae_loss',
          'float32 rec_sum, float32 kl_sum, float32 rec_scale, '
          'float32 kl_scale, float32 C',
-         'float32 reconstr, float32 kl, float32 loss, bool keep, '
-         'int64 iteration, int64 first_bad, float64 t',
+         'float32 reconstr, float32 kl, float32 loss, raw float32 totals, '
+         'bool keep, int64 iteration, int64 first_bad, float64 t',
          'reconstr = rec_scale * rec_sum; kl = kl_scale * kl_sum; '
          'loss = reconstr + C * kl; '
+         'totals[0] += loss; totals[1] += reconstr; totals[2] += kl; '
          'if (keep && !isfinite(loss)) first_bad = iteration; '
          'keep = keep && isfinite(loss); iteration += 1; t += keep;')
-def _loss(rec_sum, kl_sum, rec_scale, kl_scale, C, reconstr, kl, loss, keep,
-          iteration, first_bad, t):
-    # the scalars of fused.forward, the non-finite guard (a step whose loss
-    # is not finite, and every later one, applies no update) and the count
-    # of Adam's steps (fused.adam_step_count)
+def _loss(rec_sum, kl_sum, rec_scale, kl_scale, C, reconstr, kl, loss,
+          totals, keep, iteration, first_bad, t):
+    # the scalars of fused.forward, their sums over the epoch (in float32
+    # and in order, as chainer.reporter.Summary adds reported values), the
+    # non-finite guard (a step whose loss is not finite, and every later
+    # one, applies no update) and the count of Adam's steps
+    # (fused.adam_step_count)
     reconstr[...] = _F32(rec_scale) * rec_sum
     kl[...] = _F32(kl_scale) * kl_sum
     loss[...] = reconstr + _F32(C) * kl
+    for i, value in enumerate((loss, reconstr, kl)):
+        totals[i:i + 1] += value
     finite = numpy.isfinite(loss)
     numpy.copyto(first_bad, iteration, where=keep & ~finite)
     numpy.logical_and(keep, finite, out=keep)
