@@ -283,6 +283,11 @@ class _Random(object):
             return self._rs.standard_normal(size).astype(dtype).view(
                 DeviceArray)
 
+        def permutation(self, num):
+            _refuse_in_capture('cuRAND (cupy.random)')
+            return self._rs.permutation(num).astype(numpy.int64).view(
+                DeviceArray)
+
     def seed(self, seed=None):
         _refuse_in_capture('cuRAND (cupy.random)')
         self.seeds.append(seed)
@@ -297,6 +302,9 @@ class _Random(object):
 
     def standard_normal(self, size=None, dtype=float):
         return self.state.standard_normal(size, dtype)
+
+    def permutation(self, num):
+        return self.state.permutation(num)
 
 
 class _Stream(object):

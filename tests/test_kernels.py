@@ -49,7 +49,7 @@ def loss_args(rec_sum):
             _F32(0.7), unset(()), unset(()), unset(()),
             numpy.array([10.5, 20.25, -1], _F32), scalar(True, bool),
             scalar(5, numpy.int64), scalar(-1, numpy.int64),
-            scalar(3, numpy.float64)]
+            scalar(3, numpy.float64), scalar(2, numpy.int64)]
 
 
 def adam_args(keep):
@@ -83,6 +83,13 @@ def arguments(name):
         'vae_gaussian_kl': lambda: [
             mu, ln_var, unset(mu.shape), unset(mu.shape)],
         'vae_loss': lambda: loss_args(812.25),
+        'vae_take_rows': lambda: [
+            randn(rng, 12, 5), rng.permutation(12).astype(numpy.int64),
+            scalar(2, numpy.int64), numpy.int64(3), numpy.int64(5),
+            unset((3, 5))],
+        'vae_take_noise': lambda: [
+            randn(rng, 4 * 6, 2), scalar(3, numpy.int64), numpy.int64(12),
+            unset((6, 2))],
         'vae_bernoulli_nll_grad': lambda: [
             randn(rng, 2, 3, 50, scale=6.0), x, _F32(1 / 6),
             unset((2, 3, 50))],
@@ -146,8 +153,9 @@ def test_the_loss_kernel_stops_the_updates_at_a_non_finite_loss(rec_sum):
     got, want, _ = run_both(kernel, loss_args(rec_sum))
     for g, w in zip(got, want):
         numpy.testing.assert_array_equal(g, w)
-    keep, iteration, first_bad, t = got[4:]
+    keep, iteration, first_bad, t, batch = got[4:]
     assert not keep and iteration == 6 and first_bad == 5 and t == 3
+    assert batch == 3
 
 
 def test_adam_kernel_with_keep_false_changes_nothing():

@@ -10,9 +10,9 @@ microseconds. Here the step (:class:`FusedStep`) computes what
 device buffers: the matrix products through cuBLAS, each element-wise group
 one kernel of :mod:`vae.kernels` (Adam one kernel over the flat buffers),
 nothing allocated. It is captured once as a CUDA graph of 53 launches at
-k = 1 (20 cuBLAS products, 33 CuPy kernels) and replayed, so that an iteration costs one graph launch plus
-copying the batch and the noise into their buffers. A stand-alone probe of
-this design measured 0.27 ms a step on an H200 (README, "GPU").
+k = 1 (20 cuBLAS products, 33 CuPy kernels; 2 more gather the batch and
+its noise) and replayed, one graph launch an iteration. A stand-alone
+probe of this design measured 0.27 ms a step on an H200 (README, "GPU").
 
 What the capture needs, and where it is done:
 
@@ -38,9 +38,14 @@ the updater reads the flag at the end of each epoch and stops training with
 the iteration of the first such loss. The weights, ``model.npz`` and the
 snapshots therefore never hold a non-finite update.
 
-The noise of each iteration is drawn as on the plain GPU path (the device's
-generator, reseeded from (seed, iteration)) and copied into the graph's
-buffer, so both paths see the same noise; they agree to float32 rounding.
+The data. Where the training set is an array, it is copied to the device
+once; at each epoch's start the updater draws the epoch's order of the
+images and all of its noise, one call each, from the device's generator
+seeded with (seed, epoch), and the graph gathers each batch and its noise
+itself (:class:`GraphUpdater`): a resumed run equals an uninterrupted one,
+and between two replays only Python's counters run. A dataset read on the
+host (dynamic binarization) is copied in batch by batch, with the plain
+GPU path's noise.
 """
 import chainer
 import numpy
@@ -208,6 +213,8 @@ class FusedStep(object):
             xp.zeros((), dtype=_F32) for _ in range(3))
         # their sums since reset_totals, in the order of TOTALS
         self.totals = xp.zeros(len(self.TOTALS), dtype=_F32)
+        self.batch = xp.zeros((), dtype=numpy.int64)  # the epoch's next
+        self.data = self.order = self.noise = None  # see gather_from
         self._kernels = kernels.build(xp)
         self._scratch(batchsize, k, C, n_in, n_latent, model.n_h)
         self.load_step_count()
@@ -249,6 +256,21 @@ class FusedStep(object):
         self._C32 = _F32(C)
         self._g_logits = _F32(1.0 / (k * batch)) * _F32(1)
         self._g_half = _F32(0.5) * (_F32(1.0 / batch) * _F32(C))
+
+    def gather_from(self, data, batches):
+        """Make :meth:`run` take its batch and noise itself, from device
+        memory: ``x`` the rows ``order[b * B:(b + 1) * B]`` of ``data``
+        (the training set, (N, n_in), on the device) and ``eps`` the b-th
+        slice of :attr:`noise`, for the batch b = :attr:`batch`, which
+        each run advances. The caller fills :attr:`order` (a permutation
+        of the N rows) and :attr:`noise` (``batches`` slices of
+        ``eps.shape``) at the start of each epoch and sets :attr:`batch`
+        to 0."""
+        xp = self.xp
+        self.data = data
+        self.order = xp.arange(len(data), dtype=numpy.int64)
+        self.noise = xp.zeros((batches * len(self.eps), self.eps.shape[1]),
+                              dtype=_F32)
 
     #: The reported values whose sums :attr:`totals` holds.
     TOTALS = ('loss', 'reconstr', 'kl')
@@ -297,7 +319,7 @@ class FusedStep(object):
     def state(self):
         """The buffers a step changes for good (the rest is scratch)."""
         return [self.P, self.M, self.V, self.t, self.keep, self.iteration,
-                self.first_bad, self.totals]
+                self.first_bad, self.totals, self.batch]
 
     def _linear(self, name, h, out):
         # LinearFunction.forward: dot(x, W.T) into y, then y += b
@@ -319,6 +341,12 @@ class FusedStep(object):
         act, act_grad = (K[name] for name in
                          kernels.ACTIVATIONS[self._activation])
         le1, le2, le3_mu, le3_ln_var, ld1, ld2, ld3 = fused.LAYERS
+        if self.data is not None:  # this batch and its noise
+            K['vae_take_rows'](self.data, self.order, self.batch,
+                               numpy.int64(len(self.x)),
+                               numpy.int64(self.x.shape[1]), self.x)
+            K['vae_take_noise'](self.noise, self.batch,
+                                numpy.int64(self.eps.size), self.eps)
         # forward
         self._linear(le1, self.x, b['a1'])
         act(b['a1'], b['h1'])
@@ -337,12 +365,12 @@ class FusedStep(object):
         xp.sum(b['nll'], out=b['rec_sum'])
         K['vae_gaussian_kl'](b['mu'], b['ln_var'], b['var'], b['kl_terms'])
         xp.sum(b['kl_terms'], out=b['kl_sum'])
-        # the reported values and their sums, the non-finite guard and
-        # Adam's step count
+        # the reported values and their sums, the non-finite guard,
+        # Adam's step count and the next batch
         K['vae_loss'](b['rec_sum'], b['kl_sum'], self._rec_scale,
                       self._kl_scale, self._C32, self.reconstr, self.kl,
                       self.loss, self.totals, self.keep, self.iteration,
-                      self.first_bad, self.t)
+                      self.first_bad, self.t, self.batch)
         # backward
         K['vae_bernoulli_nll_grad'](s['logits'], self.x, self._g_logits,
                                     s['g_logits'])
@@ -415,16 +443,100 @@ def fused_loss_func(model, C=1.0, k=1):
     return lf
 
 
+class DeviceEpochs(object):
+    """The training iterator of the graph path where the training set lives
+    on the device: it hands out no batches (the graph gathers them), it
+    counts, as Chainer's iterators do, the iterations and epochs that the
+    trainer, its triggers and its snapshots read.
+
+    An epoch is ``len(dataset) // batch_size`` batches of distinct images,
+    in the order the updater draws at the epoch's start; the
+    ``len(dataset) % batch_size`` images left over (none for MNIST at
+    batch 100) sit that epoch out. Snapshots hold what
+    ``SerialIterator`` holds, under its names, positions in images.
+    """
+
+    def __init__(self, dataset, batch_size):
+        self.dataset, self.batch_size = dataset, batch_size
+        self.batches = len(dataset) // batch_size
+        self.epoch = 0
+        self.current_position = 0  # batches into the epoch
+        self.is_new_epoch = False
+        self._previous_epoch_detail = -1.0
+
+    def __next__(self):
+        self._previous_epoch_detail = self.epoch_detail
+        self.current_position += 1
+        self.is_new_epoch = self.current_position == self.batches
+        if self.is_new_epoch:
+            self.epoch += 1
+            self.current_position = 0
+
+    next = __next__
+
+    def __iter__(self):
+        return self
+
+    @property
+    def epoch_detail(self):
+        return self.epoch + self.current_position / self.batches
+
+    @property
+    def previous_epoch_detail(self):
+        if self._previous_epoch_detail < 0:
+            return None
+        return self._previous_epoch_detail
+
+    def finalize(self):
+        pass
+
+    def serialize(self, serializer):
+        self.current_position = int(serializer(
+            'current_position', self.current_position * self.batch_size)) \
+            // self.batch_size
+        self.epoch = int(serializer('epoch', self.epoch))
+        self.is_new_epoch = bool(serializer('is_new_epoch',
+                                            self.is_new_epoch))
+        # an order for SerialIterator, which needs one to load this
+        # snapshot (a run resumed where the graph cannot run); the graph
+        # draws its own at each epoch's start
+        serializer('order', numpy.arange(len(self.dataset)))
+        detail = serializer('previous_epoch_detail',
+                            self._previous_epoch_detail)
+        self._previous_epoch_detail = float(detail)
+
+
+def on_device_data(dataset):
+    """Whether the graph can hold ``dataset`` on the device and gather its
+    batches itself: an array of float32 rows (a dataset that draws its
+    examples anew, such as dynamic binarization, is read on the host)."""
+    return isinstance(dataset, numpy.ndarray) and dataset.ndim == 2 and \
+        dataset.dtype == _F32
+
+
 class GraphUpdater(Updater):
-    """The updater of the graph path: each iteration copies the batch and
-    the noise into the step's buffers and replays the captured step.
+    """The updater of the graph path: each iteration replays the captured
+    step.
 
     Built like :class:`vae.training.Updater`; the step is built, warmed up
     and captured at the first iteration (so that a snapshot loaded before
-    it is in place). The graph sums ``loss``, ``reconstr`` and ``kl`` on
-    the device; their means over the epoch are reported once, at its last
-    iteration, where ``LogReport`` takes them (the means it computed when
-    each iteration reported its values).
+    it is in place).
+
+    Where the training set is an array (:func:`on_device_data`), it is
+    copied to the device once, the iterator becomes a
+    :class:`DeviceEpochs`, and at each epoch's start the updater draws the
+    epoch's order of the images and all of its noise, one call each, from
+    the device's generator seeded with (seed, epoch)
+    (:func:`vae.device.epoch_seed`): a resumed run draws what an
+    uninterrupted one did. The graph gathers each batch and its noise
+    itself; between two replays only Python's counters run. Otherwise
+    (a dataset read on the host) each iteration copies the batch and noise
+    drawn as on the plain GPU path into the step's buffers.
+
+    The graph sums ``loss``, ``reconstr`` and ``kl`` on the device; their
+    means over the epoch are reported once, at its last iteration, where
+    ``LogReport`` takes them (the means it computed when each iteration
+    reported its values).
 
     Args:
         iterator, optimizer, device, seed: As for ``Updater``.
@@ -445,6 +557,10 @@ class GraphUpdater(Updater):
         self._replay = None
         self._first_iteration = None  # of this process, 0-based
         self._in_epoch = 0  # iterations in this epoch's totals
+        self._gathers = on_device_data(iterator.dataset)
+        if self._gathers:
+            self._iterators['main'] = DeviceEpochs(iterator.dataset,
+                                                   iterator.batch_size)
 
     def _build(self, batchsize):
         device = self.device
@@ -454,6 +570,10 @@ class GraphUpdater(Updater):
                 device_lib.is_cpu(device) else device.xp.dot
             step = FusedStep(self._model, self.get_optimizer('main'),
                              batchsize, self._k, self._C, dot)
+            if self._gathers:
+                iterator = self.get_iterator('main')
+                step.gather_from(device.send(iterator.dataset),
+                                 iterator.batches)
             self._replay = warm_up_and_capture(device, self._stream, step,
                                                self._capture)
         self._step = step
@@ -462,9 +582,39 @@ class GraphUpdater(Updater):
         # the stream, the generator and the handle are the run's device's:
         # it must be current (CuPy 14 refuses another device's stream)
         with device_lib.current(self.device):
-            self._update()
+            if self._gathers:
+                self._update_gathered()
+            else:
+                self._update_from_host()
+        self._in_epoch += 1
+        if self.get_iterator('main').is_new_epoch:
+            self._end_epoch()
 
-    def _update(self):
+    def _update_gathered(self):
+        iterator = self.get_iterator('main')
+        if self._step is None:
+            self._first_iteration = self.iteration
+            self._build(iterator.batch_size)
+        with self._stream:
+            if iterator.current_position == 0:
+                self.draw_epoch(iterator.epoch)
+            self._step.load_hyperparams()
+            self._replay()
+        iterator.next()
+
+    def draw_epoch(self, epoch):
+        """The order of the images and all the noise of ``epoch``, each in
+        one call, from the device's generator seeded with (seed, epoch);
+        the graph reads them from the first batch."""
+        step, xp = self._step, self.device.xp
+        device_lib.reseed(self.device,
+                          device_lib.epoch_seed(self._seed, epoch))
+        step.order[...] = xp.random.permutation(len(step.order))
+        step.noise[...] = device_lib.standard_normal(
+            xp, step.noise.shape, numpy.float32)
+        step.batch.fill(0)
+
+    def _update_from_host(self):
         iterator = self.get_iterator('main')
         batch = iterator.next()
         x = self.converter(batch, self.device)  # (B, n_in)
@@ -479,16 +629,17 @@ class GraphUpdater(Updater):
             step.eps[...] = device_lib.standard_normal(
                 xp, step.eps.shape, numpy.float32)
             self._replay()
-            self._in_epoch += 1
-            if iterator.is_new_epoch:  # LogReport's mean, read once
-                chainer.report(step.means(self._in_epoch),
-                               observer=self._model)
-                step.reset_totals()
-                self._in_epoch = 0
-        if iterator.is_new_epoch:
-            self.get_optimizer('main').new_epoch(auto=True)
-            self.check_finite()
-            step.save_step_count()
+
+    def _end_epoch(self):
+        step = self._step
+        with device_lib.current(self.device), self._stream:
+            # LogReport's means, read once
+            chainer.report(step.means(self._in_epoch), observer=self._model)
+            step.reset_totals()
+        self._in_epoch = 0
+        self.get_optimizer('main').new_epoch(auto=True)
+        self.check_finite()
+        step.save_step_count()
 
     def check_finite(self):
         """Raise :class:`NonFiniteLossError` if a step's loss was not

@@ -102,6 +102,26 @@ ACTIVATIONS = {name: ('vae_' + name, 'vae_%s_grad' % name)
                for name in fused.KERNELS}
 
 
+# -- the batch and its noise, gathered from the epoch's --------------------
+
+@_kernel('vae_take_rows',
+         'raw T data, raw int64 order, raw int64 batch, int64 rows, '
+         'int64 width', 'T x',
+         'x = data[order[batch[0] * rows + i / width] * width + i % width];')
+def _take_rows(data, order, batch, rows, width, x):
+    # x = data[order[b * rows:(b + 1) * rows]] for the batch b
+    start = int(batch) * int(rows)
+    x[...] = numpy.take(data, order[start:start + int(rows)], axis=0)
+
+
+@_kernel('vae_take_noise', 'raw T noise, raw int64 batch, int64 size',
+         'T eps', 'eps = noise[batch[0] * size + i];')
+def _take_noise(noise, batch, size, eps):
+    # eps = the batch b's slice of the epoch's noise
+    start = int(batch) * int(size)
+    eps[...] = noise.reshape(-1)[start:start + int(size)].reshape(eps.shape)
+
+
 # -- the sample, the terms of the loss and their gradients --------------------
 
 @_kernel('vae_reparameterize', 'T mu, T ln_var, T eps', 'T noise, T z',
@@ -130,19 +150,21 @@ def _gaussian_kl(mu, ln_var, var, kl):
          'float32 rec_sum, float32 kl_sum, float32 rec_scale, '
          'float32 kl_scale, float32 C',
          'float32 reconstr, float32 kl, float32 loss, raw float32 totals, '
-         'bool keep, int64 iteration, int64 first_bad, float64 t',
+         'bool keep, int64 iteration, int64 first_bad, float64 t, '
+         'int64 batch',
          'reconstr = rec_scale * rec_sum; kl = kl_scale * kl_sum; '
          'loss = reconstr + C * kl; '
          'totals[0] += loss; totals[1] += reconstr; totals[2] += kl; '
          'if (keep && !isfinite(loss)) first_bad = iteration; '
-         'keep = keep && isfinite(loss); iteration += 1; t += keep;')
+         'keep = keep && isfinite(loss); iteration += 1; t += keep; '
+         'batch += 1;')
 def _loss(rec_sum, kl_sum, rec_scale, kl_scale, C, reconstr, kl, loss,
-          totals, keep, iteration, first_bad, t):
+          totals, keep, iteration, first_bad, t, batch):
     # the scalars of fused.forward, their sums over the epoch (in float32
     # and in order, as chainer.reporter.Summary adds reported values), the
     # non-finite guard (a step whose loss is not finite, and every later
-    # one, applies no update) and the count of Adam's steps
-    # (fused.adam_step_count)
+    # one, applies no update), the count of Adam's steps
+    # (fused.adam_step_count) and the index of the next batch of the epoch
     reconstr[...] = _F32(rec_scale) * rec_sum
     kl[...] = _F32(kl_scale) * kl_sum
     loss[...] = reconstr + _F32(C) * kl
@@ -153,6 +175,7 @@ def _loss(rec_sum, kl_sum, rec_scale, kl_scale, C, reconstr, kl, loss,
     numpy.logical_and(keep, finite, out=keep)
     iteration += 1
     fused.adam_step_count(t, keep)
+    batch += 1
 
 
 @_kernel('vae_bernoulli_nll_grad', 'T y, T x, float32 g', 'T gy',
