@@ -401,6 +401,9 @@ class _Graph(object):
             raise CaptureError('the stand-in replays only captures made '
                                'through standin.replaying_capture')
         self.launched += 1
+        if self._cupy.kernels_as_noops:  # the host's side of a launch only
+            _Capture.launches += 1
+            return
         with self._stream:
             _Capture.stream = self._stream
             try:
@@ -425,6 +428,10 @@ class StandInCupy(types.ModuleType):
         #: run the kernels' C bodies compiled (tests/ckernels.py), not
         #: their NumPy references
         self.compiled_kernels = False
+        #: a graph's replay computes nothing and counts one launch (what
+        #: the host does to replay a graph: scripts/benchmark.py
+        #: --host-cost)
+        self.kernels_as_noops = False
         cupy = self
 
         class Device(object):
