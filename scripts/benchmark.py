@@ -618,6 +618,63 @@ def format_rank_table(result):
            'of the batch size'])
 
 
+#: The host's time per graph iteration that the graph path aims at.
+HOST_COST_TARGET = 30e-6
+
+
+def graph_host_cost(iterations=2000, batch=100, rounds=5):
+    """Seconds of host work in one iteration of the graph path, measured on
+    the CPU: ``GraphUpdater.update()`` driven on the stand-in GPU of
+    tests/standin.py (needs the test extra's pytest), whose graph replay is
+    a no-op launch, so that what is timed is the Python around a replay
+    (a real one adds a ``cudaGraphLaunch``, a few microseconds). The
+    iterations timed are kept inside one epoch (the iterator is put back
+    to its second batch after each: the epoch's draws at its start, once
+    in 600 iterations of MNIST, are not counted); the median of
+    ``rounds`` blocks.
+
+    Returns:
+        dict: ``s_per_iteration`` and ``launches`` (graph launches a timed
+        iteration made).
+    """
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent
+                           / 'tests'))
+    import pytest
+    import standin
+    patch = pytest.MonkeyPatch()
+    try:
+        with standin.stand_in_gpu(patch) as gpu, standin.fake_nvmath(patch):
+            patch.setattr(device_lib, 'capture',
+                          standin.replaying_capture(device_lib.capture))
+            device_lib.seed(gpu, 0)
+            model = model_lib.VAE(act_func=ACTIVATION, **SIZES)
+            model.to_device(gpu)
+            path = trainer_lib.training_path(model, gpu, 1e-3, cuda_graph=True)
+            if path.name != 'graph':
+                raise RuntimeError('the graph path did not start')
+            path.optimizer.setup(model)
+            data = numpy.zeros((3 * batch, SIZES['n_in']), numpy.float32)
+            updater = path.make_updater(
+                chainer.iterators.SerialIterator(data, batch),
+                path.optimizer, 0, 1.0, 1)
+            updater.update()  # build, capture, the epoch's draws
+            iterator = updater.get_iterator('main')
+            gpu.xp.kernels_as_noops = True
+            times = []
+            for _ in range(rounds):
+                launches = gpu.xp.launches
+                start = time.perf_counter()
+                for _ in range(iterations):
+                    updater.update()
+                    iterator.current_position = 1
+                times.append((time.perf_counter() - start) / iterations)
+                launched = (gpu.xp.launches - launches) / iterations
+    finally:
+        patch.undo()
+    return {'s_per_iteration': statistics.median(times),
+            'launches': launched}
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -646,6 +703,10 @@ def build_parser():
                    help='time the %s path over each of these numbers of '
                    'processes on this machine instead (MPI; see above)'
                    % PATHS[1])
+    p.add_argument('--host-cost', action='store_true',
+                   help="only the host's time per iteration of the graph "
+                   'path, on the CPU with a stand-in GPU whose kernels do '
+                   'nothing (needs pytest: the test extra)')
     p.add_argument('--rank-worker', metavar='FILE', help=argparse.SUPPRESS)
     p.add_argument('--warmup', type=int, help=argparse.SUPPRESS)
     return p
@@ -659,6 +720,13 @@ def main(argv=None):
                              args.warmup)
         if parallel.is_root(comm):
             write_text(args.rank_worker, repr(seconds))
+        return 0
+    if args.host_cost:
+        cost = graph_host_cost(iterations=200 if args.quick else 2000)
+        print('graph path, host work per iteration: %.1f us (%g graph '
+              'launch; stand-in GPU, kernels as no-ops; target <= %d us)'
+              % (cost['s_per_iteration'] * 1e6, cost['launches'],
+                 HOST_COST_TARGET * 1e6))
         return 0
     preset = dict(QUICK if args.quick else FULL)
     for key in ('batch_sizes', 'rounds', 'steps'):

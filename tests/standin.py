@@ -40,8 +40,14 @@ and CuPy refuse there, with their words:
   no ``with stream`` is active); capturing the legacy stream itself.
 
 It counts the kernels launched on the device (:attr:`StandInCupy.launches`:
-each NumPy ufunc call or reduction on a device array, each cuBLAS ``sgemm``
-of :class:`FakeCublas`), so that a test can pin the number a step launches.
+each NumPy ufunc call or reduction on a device array, each launch of an
+``ElementwiseKernel``, each cuBLAS ``sgemm`` of :class:`FakeCublas`) and the
+allocations made while capturing or replaying
+(:attr:`StandInCupy.capture_allocations`, the copies CuPy makes of an input
+that overlaps an output included), so that a test can pin what a step
+launches and that it allocates nothing. ``ElementwiseKernel`` accepts the
+kernels of vae/kernels/elementwise.py and runs each one's NumPy reference (or, with
+``compiled_kernels``, its C body compiled by the C compiler).
 Capture rules and counts are kept per process, across stand-in devices,
 as a GPU's are per context.
 """
@@ -59,10 +65,12 @@ class CaptureError(RuntimeError):
 
 
 class _Capture(object):
-    """The stream capturing or replaying now (``None`` when none) and the
-    kernel launches counted."""
+    """The stream capturing or replaying now (``None`` when none), the
+    kernel launches counted and the allocations made while a stream
+    captured or a graph replayed."""
     stream = None
     launches = 0
+    allocations = 0
 
 
 def _refuse_in_capture(what):
@@ -82,6 +90,7 @@ def _check_capture_work(what):
 
 def _check_capture_allocation():
     if _Capture.stream is not None:
+        _Capture.allocations += 1
         _check_capture_work('an allocation')
         if not _Capture.stream._cupy.allocates_stream_ordered():
             raise CaptureError(
@@ -102,6 +111,8 @@ class DeviceArray(numpy.ndarray):
         _Capture.launches += 1
         if 'out' not in kwargs:
             _check_capture_allocation()  # the result's
+        else:
+            _copy_overlapping_inputs(inputs, kwargs['out'])
 
         def plain(a):
             return a.view(numpy.ndarray) if isinstance(a, DeviceArray) else a
@@ -147,6 +158,90 @@ class DeviceArray(numpy.ndarray):
         return numpy.ndarray.__matmul__(self, other)
 
 
+def _copy_overlapping_inputs(inputs, outputs):
+    """CuPy copies an input that shares memory with an output unless it
+    is that very array (``_copy_in_args_if_needed``): an allocation."""
+    for a in inputs:
+        if isinstance(a, numpy.ndarray) and any(
+                a is not out and isinstance(out, numpy.ndarray)
+                and numpy.may_share_memory(a, out) for out in outputs):
+            _check_capture_allocation()
+
+
+class _ElementwiseKernel(object):
+    """``cupy.ElementwiseKernel`` for the kernels of vae/kernels/elementwise.py (the
+    stand-in refuses any other text): a launch checks the arguments as
+    CuPy does (device arrays, the declared types, outputs of the broadcast
+    shape), counts one kernel and runs the kernel's NumPy reference, or its
+    C body compiled by the C compiler where the array module's
+    ``compiled_kernels`` is set (tests/ckernels.py)."""
+
+    def __init__(self, cupy, in_params, out_params, operation, name):
+        from vae.kernels import elementwise as kernels
+        spec = kernels.KERNELS.get(name)
+        if spec is None or (spec.in_params, spec.out_params, spec.body) != \
+                (in_params, out_params, operation):
+            raise ValueError('the stand-in runs the kernels of vae/kernels/elementwise.py '
+                             'as written there, not %r' % name)
+        self._cupy, self._spec = cupy, spec
+        self._ins = kernels.parse_params(in_params)
+        self._outs = kernels.parse_params(out_params)
+        self.name = name
+
+    def _check(self, args):
+        params = self._ins + self._outs
+        t_dtype, shapes = None, []
+        for (kind, name, raw), arg in zip(params, args):
+            if isinstance(arg, numpy.ndarray) and \
+                    not isinstance(arg, DeviceArray):
+                raise TypeError('%s: argument %s is a NumPy array, not a '
+                                'device array' % (self.name, name))
+            is_array = isinstance(arg, DeviceArray)
+            if not is_array and (raw or (kind, name, raw) in self._outs):
+                raise TypeError('%s: %s must be a device array'
+                                % (self.name, name))
+            dtype = numpy.asarray(arg).dtype if is_array or isinstance(
+                arg, numpy.generic) else None
+            if kind == 'T' and dtype is not None:
+                if t_dtype is not None and dtype != t_dtype:
+                    raise TypeError('%s: type T is both %s and %s'
+                                    % (self.name, t_dtype, dtype))
+                t_dtype = dtype
+            elif kind != 'T' and dtype is not None and \
+                    dtype != numpy.dtype(kind):
+                raise TypeError('%s: %s is %s, declared %s'
+                                % (self.name, name, dtype, kind))
+            if not raw:
+                shapes.append(numpy.shape(arg))
+        shape = numpy.broadcast_shapes(*shapes)
+        for (_, name, raw), out in zip(self._outs, args[len(self._ins):]):
+            if not raw and out.shape != shape:
+                raise ValueError('%s: output %s has the shape %s, not the '
+                                 'broadcast shape %s'
+                                 % (self.name, name, out.shape, shape))
+
+    def __call__(self, *args):
+        if len(args) != len(self._ins) + len(self._outs):
+            raise TypeError('%s: the stand-in needs every input and output '
+                            '(%d arguments), got %d'
+                            % (self.name, len(self._ins) + len(self._outs),
+                               len(args)))
+        self._check(args)
+        _check_capture_work('a kernel')
+        _Capture.launches += 1
+        _copy_overlapping_inputs(args[:len(self._ins)],
+                                 args[len(self._ins):])
+        plain = [a.view(numpy.ndarray) if isinstance(a, DeviceArray) else a
+                 for a in args]
+        if self._cupy.compiled_kernels:
+            import ckernels
+            ckernels.compile_kernel(self._spec.in_params,
+                                    self._spec.out_params, self._spec.body,
+                                    self.name)(*plain)
+        else:
+            self._spec.reference(*plain)
+
+
 def _refuse_cublas():
     if _Capture.stream is not None:  # CuPy's words
         raise NotImplementedError('calling cuBLAS API during stream capture '
@@ -188,6 +283,11 @@ class _Random(object):
             return self._rs.standard_normal(size).astype(dtype).view(
                 DeviceArray)
 
+        def permutation(self, num):
+            _refuse_in_capture('cuRAND (cupy.random)')
+            return self._rs.permutation(num).astype(numpy.int64).view(
+                DeviceArray)
+
     def seed(self, seed=None):
         _refuse_in_capture('cuRAND (cupy.random)')
         self.seeds.append(seed)
@@ -202,6 +302,9 @@ class _Random(object):
 
     def standard_normal(self, size=None, dtype=float):
         return self.state.standard_normal(size, dtype)
+
+    def permutation(self, num):
+        return self.state.permutation(num)
 
 
 class _Stream(object):
@@ -298,6 +401,9 @@ class _Graph(object):
             raise CaptureError('the stand-in replays only captures made '
                                'through standin.replaying_capture')
         self.launched += 1
+        if self._cupy.kernels_as_noops:  # the host's side of a launch only
+            _Capture.launches += 1
+            return
         with self._stream:
             _Capture.stream = self._stream
             try:
@@ -319,6 +425,13 @@ class StandInCupy(types.ModuleType):
         self.allocator = None  # what set_allocator installed
         self.device_count = 1
         self.null_stream = _CudaStream(self)  # the legacy default stream
+        #: run the kernels' C bodies compiled (tests/ckernels.py), not
+        #: their NumPy references
+        self.compiled_kernels = False
+        #: a graph's replay computes nothing and counts one launch (what
+        #: the host does to replay a graph: scripts/benchmark.py
+        #: --host-cost)
+        self.kernels_as_noops = False
         cupy = self
 
         class Device(object):
@@ -360,6 +473,17 @@ class StandInCupy(types.ModuleType):
         """Kernels launched on any stand-in device so far."""
         return _Capture.launches
 
+    @property
+    def capture_allocations(self):
+        """Allocations made so far while a stream captured or a graph
+        replayed (each would be a node of the graph)."""
+        return _Capture.allocations
+
+    def ElementwiseKernel(self, in_params, out_params, operation,
+                          name='kernel'):
+        return _ElementwiseKernel(self, in_params, out_params, operation,
+                                  name)
+
     def current_stream(self):
         """The stream made current (``with stream``), else the legacy
         one."""
@@ -374,6 +498,16 @@ class StandInCupy(types.ModuleType):
     def dot(self, *args, **kwargs):
         _refuse_cublas()
         return numpy.dot(*args, **kwargs)
+
+    def asarray(self, a, dtype=None):
+        """A device array (``a`` itself where it is one of ``dtype``)."""
+        if isinstance(a, DeviceArray) and (dtype is None
+                                           or a.dtype == dtype):
+            return a
+        _check_capture_allocation()
+        return numpy.array(a, dtype=dtype).view(DeviceArray)
+
+    array = asarray
 
     def matmul(self, *args, **kwargs):
         _refuse_cublas()
@@ -391,7 +525,20 @@ class StandInCupy(types.ModuleType):
         return numpy.asarray(array).view(numpy.ndarray)
 
     def __getattr__(self, name):
+        if name in _CREATORS:  # memory on the device
+            return _on_device(getattr(numpy, name))
         return getattr(numpy, name)
+
+
+_CREATORS = ('zeros', 'ones', 'empty', 'full', 'zeros_like', 'ones_like',
+             'empty_like', 'full_like', 'arange')
+
+
+def _on_device(create):
+    def created(*args, **kwargs):
+        _check_capture_allocation()
+        return create(*args, **kwargs).view(DeviceArray)
+    return created
 
 
 class StandInGpuDevice(chainer.backend.Device):

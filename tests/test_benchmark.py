@@ -143,3 +143,15 @@ def test_the_pytorch_twin_computes_the_same_loss():
     got = twin.loss(torch.from_numpy(data), torch.from_numpy(eps)).item()
     assert got == pytest.approx(float(expected.array), rel=1e-5)
     assert twin.step() > 0
+
+
+def test_the_host_cost_of_a_graph_iteration_is_one_launch(capsys):
+    # the updater's Python around one replay, timed with a stand-in GPU
+    # whose graph launches do nothing
+    from testutil import load_script
+    benchmark = load_script('benchmark')
+    cost = benchmark.graph_host_cost(iterations=20, rounds=2)
+    assert cost['launches'] == 1
+    assert 0 < cost['s_per_iteration'] < 1e-3
+    assert benchmark.main(['--host-cost', '--quick']) == 0
+    assert 'graph path, host work per iteration: ' in capsys.readouterr().out

@@ -16,6 +16,7 @@ import chainer
 import numpy
 import pytest
 
+import ckernels
 from standin import fake_nvmath, replaying_capture, stand_in_gpu
 from testutil import interrupt_at, tiny_config
 from vae.kernels import cuda_graph
@@ -223,7 +224,8 @@ def scheduled_run(out, device, images, cuda_graph, shift):
                                   cuda_graph=cuda_graph)
     assert path.name == ('graph' if cuda_graph else 'plain')
     path.optimizer.setup(model)
-    iterator = chainer.iterators.SerialIterator(images[0], 20)
+    # rows read on the host: the graph takes the plain path's batches
+    iterator = chainer.iterators.SerialIterator(HostRows(images[0]), 20)
     trainer = chainer.training.Trainer(
         path.make_updater(iterator, path.optimizer, 0, 1.0, 1),
         (45, 'iteration'), out=str(out))
@@ -288,9 +290,26 @@ def images(small_mnist):
     return small_mnist
 
 
-def train(out, images, device, **overrides):
+class HostRows(object):
+    """A dataset of the rows of an array that is no array: the graph path
+    reads its batches on the host, as the plain path does."""
+
+    def __init__(self, array):
+        self._array = array
+
+    def __len__(self):
+        return len(self._array)
+
+    def __getitem__(self, index):
+        return self._array[index]
+
+
+def train(out, images, device, host=False, **overrides):
+    """A run of the tiny model on ``device`` (its training set given as
+    :class:`HostRows` where ``host``)."""
     overrides.setdefault('batchsize', 20)  # 15 iterations an epoch
-    return trainer_lib.train(tiny_config(**overrides), str(out), images[0],
+    data = HostRows(images[0]) if host else images[0]
+    return trainer_lib.train(tiny_config(**overrides), str(out), data,
                           images[1], device, progress=False)
 
 
@@ -302,6 +321,7 @@ def log_of(out):
 @pytest.mark.numerics
 def test_the_graph_path_trains_as_the_plain_one(tmp_path, monkeypatch, gpu,
                                                 images, capsys):
+    # the training set read on the host: the plain path's batches and noise
     replays = []
     original = cuda_graph.GraphUpdater.update_core
 
@@ -311,9 +331,10 @@ def test_the_graph_path_trains_as_the_plain_one(tmp_path, monkeypatch, gpu,
 
     monkeypatch.setattr(cuda_graph.GraphUpdater, 'update_core', counted)
     # 15 iterations an epoch, 240 in all
-    train(tmp_path / 'plain', images, gpu, epoch=16)
+    train(tmp_path / 'plain', images, gpu, epoch=16, host=True)
     assert replays == []
-    train(tmp_path / 'graph', images, gpu, epoch=16, cuda_graph=True)
+    train(tmp_path / 'graph', images, gpu, epoch=16, cuda_graph=True,
+          host=True)
     assert replays == list(range(240))
     assert 'without the CUDA graph' not in capsys.readouterr().err
     plain, graph = log_of(tmp_path / 'plain'), log_of(tmp_path / 'graph')
@@ -327,6 +348,68 @@ def test_the_graph_path_trains_as_the_plain_one(tmp_path, monkeypatch, gpu,
     for name, param in a.namedparams():
         numpy.testing.assert_allclose(b[name].array, param.array, rtol=1e-3,
                                       atol=1e-5, err_msg=name)
+
+
+def draws_of_epoch(device, seed, epoch, n, shape):
+    """The order of ``n`` images and the noise of ``shape`` that the graph
+    path draws at the start of ``epoch`` (GraphUpdater.draw_epoch), as the
+    documentation says: one call each, from the device's generator seeded
+    with (seed, epoch)."""
+    with device_lib.current(device):
+        device_lib.reseed(device, device_lib.epoch_seed(seed, epoch))
+        order = device_lib.to_cpu(device.xp.random.permutation(n))
+        noise = device_lib.standard_normal(device.xp, shape, numpy.float32)
+    return order, device_lib.to_cpu(noise)
+
+
+@pytest.mark.numerics
+@pytest.mark.parametrize('k', [1, 2])
+def test_the_graph_gathers_each_epochs_draws_on_the_device(
+        tmp_path, monkeypatch, gpu, images, k):
+    # Chainer's own step, fed the batches and the noise the documentation
+    # says the graph draws for each epoch, gives the graph's log and weights
+    def from_host(self):
+        raise AssertionError('a batch read on the host')
+
+    monkeypatch.setattr(cuda_graph.GraphUpdater, '_update_from_host',
+                        from_host)
+    train(tmp_path / 'graph', images, gpu, epoch=2, k=k, cuda_graph=True)
+    config = tiny_config(epoch=2, k=k, batchsize=20)
+    device_lib.seed(gpu, config['seed'])
+    model = trainer_lib.build_model(config)
+    model.to_device(gpu)
+    optimizer = chainer.optimizers.Adam(alpha=config['alpha'])
+    optimizer.setup(model)
+    loss_func = model.get_loss_func(C=config['C'], k=k)
+    data, batch = images[0], 20
+    batches = len(data) // batch
+    standard_normal = device_lib.standard_normal
+    means, draws = [], {}
+    for epoch in range(2):
+        monkeypatch.setattr(device_lib, 'standard_normal',
+                            standard_normal)  # the original, to draw
+        order, noise = draws_of_epoch(
+            gpu, config['seed'], epoch, len(data),
+            (batches * k * batch, config['n_latent']))
+        losses = []
+        monkeypatch.setattr(device_lib, 'standard_normal',
+                            lambda xp, shape, dtype: next(draws['eps']))
+        for j in range(batches):
+            draws['eps'] = iter([noise[j * k * batch:(j + 1) * k * batch]])
+            x = gpu.send(data[order[j * batch:(j + 1) * batch]])
+            with device_lib.current(gpu):
+                optimizer.update(lambda x: losses.append(loss_func(x))
+                                 or losses[-1], x)
+        means.append(numpy.mean([float(v.array) for v in losses]))
+    log = log_of(tmp_path / 'graph')
+    for entry, mean in zip(log, means):
+        assert entry['main/loss'] == pytest.approx(mean, rel=1e-5)
+    trained = dict(load_model(tmp_path / 'graph' / 'model.npz')
+                   .namedparams())
+    for name, param in model.namedparams():
+        numpy.testing.assert_allclose(
+            trained[name].array, device_lib.to_cpu(param.array), rtol=1e-3,
+            atol=1e-5, err_msg=name)
 
 
 @pytest.mark.numerics
@@ -372,23 +455,14 @@ def test_a_graph_run_on_gpu_1_equals_one_on_gpu_0(tmp_path, monkeypatch,
 def test_the_graphs_guard_stops_at_the_epochs_end_naming_the_iteration(
         tmp_path, monkeypatch, gpu, images):
     out = tmp_path / 'run'
-    original_forward = fused.forward
     original_update = cuda_graph.GraphUpdater.update_core
-    now = {}
 
     def update_core(self):
-        now['iteration'] = self.iteration + 1
+        if self.iteration == 36:  # the 37th: NaN pixels, a NaN loss
+            self._step.data[...] = numpy.nan  # the training set's copy
         original_update(self)
 
-    def forward(xp, dot, p, x, eps, activation, k, C):
-        loss, reconstr, kl, cache = original_forward(
-            xp, dot, p, x, eps, activation, k, C)
-        if now.get('iteration') == 37 and dot is not xp.dot:  # training
-            loss = loss * numpy.float32('nan')
-        return loss, reconstr, kl, cache
-
     monkeypatch.setattr(cuda_graph.GraphUpdater, 'update_core', update_core)
-    monkeypatch.setattr(fused, 'forward', forward)
     with pytest.raises(updater.NonFiniteLossError) as info:
         train(out, images, gpu, cuda_graph=True)
     assert str(info.value).startswith(
@@ -481,3 +555,125 @@ def test_the_gpu_graph_extra_is_built_for_cuda_12():
     bindings = wanted['cuda-bindings'].specifier
     assert bindings.contains('12.9.0')
     assert not bindings.contains('13.0.0')
+
+
+def captured_step(gpu, k=1, activation='softplus', pool=True, data=None):
+    """A step of a small model captured on ``gpu`` as GraphUpdater captures
+    it (CuPy's allocator the stream-ordered pool where ``pool``)."""
+    if pool:
+        assert device_lib.use_stream_ordered_memory(gpu) is None
+    stream = device_lib.stream(gpu)
+    with device_lib.current(gpu), stream:
+        numpy.random.seed(0)
+        model = VAE(784, 3, 16, activation)
+        model.to_device(gpu)
+        optimizer = chainer.optimizers.Adam()
+        optimizer.setup(model)
+        step = cuda_graph.FusedStep(model, optimizer, 8, k, 1.0,
+                                    cuda_graph.CublasDot(gpu.xp, stream))
+        if data is not None:  # batches gathered in the graph
+            step.gather_from(gpu.send(data), len(data) // 8)
+        replay = cuda_graph.warm_up_and_capture(gpu, stream, step)
+    return step, replay
+
+
+#: Kernels one captured step launches at k = 1: 24 in the forward (7
+#: products, 7 bias additions, 4 activations, the sample, 2 terms and
+#: their 2 sums, the loss), 28 in the backward (13 products, 7 bias
+#: sums, 4 activation gradients, 3 for the sample and KL, 1 addition), 1
+#: Adam. k > 1 adds the 2 sums over the copies; gathering the batch and
+#: its noise in the graph, 2 more.
+LAUNCHES_PER_STEP = 53
+
+
+@pytest.mark.parametrize('activation', fused.KERNELS)
+@pytest.mark.parametrize('k', [1, 3])
+@pytest.mark.parametrize('gather', [False, True])
+def test_a_captured_step_launches_53_kernels_and_allocates_nothing(
+        gpu, images, k, activation, gather):
+    step, replay = captured_step(gpu, k, activation,
+                                 data=images[0] if gather else None)
+    step.x[...] = images[0][:8]
+    launches, allocations = gpu.xp.launches, gpu.xp.capture_allocations
+    replay()
+    assert gpu.xp.launches - launches == \
+        LAUNCHES_PER_STEP + 2 * (k > 1) + 2 * gather
+    assert gpu.xp.capture_allocations == allocations
+    assert float(step.t) == 1 and bool(step.keep)
+
+
+def test_without_the_pool_a_capture_of_the_step_succeeds(gpu, images):
+    # outside the stream-ordered pool the stand-in refuses any allocation
+    # during a capture: the step makes none
+    step, replay = captured_step(gpu, pool=False)
+    step.x[...] = images[0][:8]
+    replay()
+    assert int(step.iteration) == 1
+
+
+@pytest.mark.numerics
+@pytest.mark.skipif(ckernels.compiler() is None,
+                    reason='no C compiler (cc or gcc) found')
+@pytest.mark.parametrize('k', [1, 2])
+def test_the_step_with_the_compiled_c_kernels_is_the_numpy_step(
+        gpu, images, k):
+    # the C bodies a GPU compiles, in the step's wiring (argument order,
+    # broadcasts, in-place updates), against their NumPy references
+    eps = numpy.random.RandomState(1).standard_normal(
+        (3, k * 8, 3)).astype(numpy.float32)
+    results = []
+    for compiled in (False, True):
+        gpu.xp.compiled_kernels = compiled
+        step, replay = captured_step(gpu, k)
+        start = device_lib.to_cpu(step.P)
+        losses = []
+        for i in range(3):
+            step.x[...] = images[0][8 * i:8 * (i + 1)]
+            step.eps[...] = eps[i]
+            replay()
+            losses.append(float(step.loss))
+        results.append((losses, device_lib.to_cpu(step.P)))
+    gpu.xp.compiled_kernels = False
+    (loss_np, p_np), (loss_c, p_c) = results
+    numpy.testing.assert_allclose(loss_c, loss_np, rtol=1e-5)
+    numpy.testing.assert_allclose(p_c, p_np, rtol=1e-4, atol=1e-6)
+    assert numpy.abs(p_np - start).max() > 1e-3  # trained
+
+
+NUMPY_2 = int(numpy.__version__.split('.')[0]) >= 2
+
+
+@pytest.mark.numerics
+def test_the_epochs_means_are_reported_once_as_summary_computes_them(
+        gpu, images):
+    # the graph sums the values on the device; the means reported at the
+    # epoch's end are what LogReport's Summary made of 15 reports
+    numpy.random.seed(0)
+    model = VAE(784, 3, 16, 'softplus')
+    model.to_device(gpu)
+    path = trainer_lib.training_path(model, gpu, 1e-3, cuda_graph=True)
+    path.optimizer.setup(model)
+    iterator = chainer.iterators.SerialIterator(images[0], 20)  # 15 a pass
+    graph = path.make_updater(iterator, path.optimizer, 0, 1.0, 1)
+    reporter = chainer.Reporter()
+    reporter.add_observer('main', model)
+    observed, summaries = [], {}
+    for i in range(30):
+        observation = {}
+        with reporter.scope(observation):
+            graph.update()
+        observed.append(sorted(observation))
+        for name in ('loss', 'reconstr', 'kl'):
+            value = getattr(graph._step, name).copy()
+            summaries.setdefault(name, chainer.reporter.Summary()).add(value)
+        if i in (14, 29):
+            for name, summary in summaries.items():
+                # exact where NumPy promotes as CuPy does (NumPy 2: Python
+                # numbers weak, 0-d arrays kept); NumPy 1 turns the 0-d
+                # values into scalars and Summary's sum into float64
+                assert float(observation['main/' + name]) == pytest.approx(
+                    float(summary.compute_mean()),
+                    rel=0 if NUMPY_2 else 1e-6), name
+            summaries = {}
+    assert observed == ([[]] * 14 + [['main/kl', 'main/loss',
+                                      'main/reconstr']]) * 2

@@ -237,9 +237,12 @@ def test_the_graph_path_trains_as_the_plain_path(tmp_path, mnist_dir):
         assert train_small(out, mnist_dir, '-e', '30', *extra) == 0
         with open(out / 'log') as f:
             logs.append(json.load(f))  # 300 iterations
-    for a, b in zip(*logs):
-        for key in ('main/loss', 'validation/main/loss'):
-            assert b[key] == pytest.approx(a[key], rel=1e-4), (a, b)
+    # the graph draws its own order and noise (per epoch, on the device):
+    # the two runs are two samples of the same training, close, not equal
+    # (tests/test_cuda_graph.py checks the graph's draws exactly)
+    for key in ('main/loss', 'validation/main/loss'):
+        assert logs[1][-1][key] == pytest.approx(logs[0][-1][key],
+                                                 rel=0.02), key
 
 
 @pytest.mark.numerics
@@ -272,8 +275,7 @@ def test_the_graphs_guard_keeps_the_last_good_outputs(
 
     def poisoned(self):
         if self.iteration == 14:  # the 15th: NaN pixels, a NaN loss
-            self.converter = lambda batch, device: device.send(
-                numpy.full((len(batch), 784), numpy.nan, numpy.float32))
+            self._step.data[...] = numpy.nan  # the training set's copy
         original(self)
 
     monkeypatch.setattr(cuda_graph.GraphUpdater, 'update_core', poisoned)

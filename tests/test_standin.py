@@ -103,3 +103,67 @@ def test_cublas_on_a_handle_of_another_stream_is_refused(gpu, monkeypatch):
         out = numpy.empty((2, 2), numpy.float32)
         with pytest.raises(CaptureError, match='another stream'):
             capture(gpu, lambda: dot(a, a, out=out))
+
+
+def softplus_kernel(gpu):
+    from vae.kernels import elementwise as kernels
+    spec = kernels.KERNELS['vae_softplus']
+    return gpu.xp.ElementwiseKernel(spec.in_params, spec.out_params,
+                                    spec.body, spec.name)
+
+
+def test_an_elementwise_kernel_is_one_launch_running_its_reference(gpu):
+    kernel = softplus_kernel(gpu)
+    a = gpu.send(numpy.array([-50, -1, 0, 1, 50], numpy.float32))
+    h = gpu.xp.zeros(5, numpy.float32)
+    replay = capture(gpu, lambda: kernel(a, h))
+    launches = gpu.xp.launches
+    replay()
+    assert gpu.xp.launches - launches == 1
+    numpy.testing.assert_allclose(h, numpy.logaddexp(0, a), rtol=1e-6)
+
+
+def test_the_stand_in_runs_only_the_projects_kernels_as_written(gpu):
+    from vae.kernels import elementwise as kernels
+    spec = kernels.KERNELS['vae_softplus']
+    with pytest.raises(ValueError, match='as written there'):
+        gpu.xp.ElementwiseKernel(spec.in_params, spec.out_params,
+                                 'h = a;', spec.name)
+    with pytest.raises(ValueError, match='as written there'):
+        gpu.xp.ElementwiseKernel('T a', 'T h', 'h = a;', 'other')
+
+
+def test_an_elementwise_kernel_checks_its_arguments_as_cupy(gpu):
+    kernel = softplus_kernel(gpu)
+    a, h = on_device(gpu, 4), on_device(gpu, 4)
+    with pytest.raises(TypeError, match='NumPy array'):
+        kernel(numpy.ones(4, numpy.float32), h)
+    with pytest.raises(TypeError, match='type T is both'):
+        kernel(a, gpu.xp.zeros(4, numpy.float64))
+    with pytest.raises(ValueError, match='broadcast shape'):
+        kernel(on_device(gpu, 2, 4), h)
+    with pytest.raises(TypeError, match='every input and output'):
+        kernel(a)
+
+
+def test_an_input_overlapping_an_output_is_copied_as_cupy_does(gpu):
+    # the same array in and out is updated in place; another view of its
+    # memory is copied first: an allocation, refused outside the pool
+    from vae.kernels import elementwise as kernels
+    spec = kernels.KERNELS['vae_softplus_grad']
+    kernel = gpu.xp.ElementwiseKernel(spec.in_params, spec.out_params,
+                                      spec.body, spec.name)
+    a, h, g = on_device(gpu, 4), on_device(gpu, 4), on_device(gpu, 4)
+    capture(gpu, lambda: kernel(a, h, g, g), pool=False)
+    with pytest.raises(CaptureError, match='MemoryAsyncPool'):
+        capture(gpu, lambda: kernel(a, h, g[:], g), pool=False)
+    with pytest.raises(CaptureError, match='MemoryAsyncPool'):
+        capture(gpu, lambda: gpu.xp.add(g[:], 1, out=g), pool=False)
+
+
+def test_array_creation_allocates_on_the_device(gpu):
+    for create in (lambda: gpu.xp.zeros(3), lambda: gpu.xp.asarray([1.0]),
+                   lambda: gpu.xp.full((), 2)):
+        assert isinstance(create(), type(on_device(gpu)))
+        with pytest.raises(CaptureError, match='MemoryAsyncPool'):
+            capture(gpu, create, pool=False)

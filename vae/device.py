@@ -110,6 +110,15 @@ def iteration_seed(seed, iteration):
     return int(state[0])
 
 
+def epoch_seed(seed, epoch):
+    """A 64-bit seed for the draws of one epoch of a run (the CUDA-graph
+    path draws an epoch's order and noise at its start), apart from the
+    seeds of :func:`iteration_seed`."""
+    state = numpy.random.SeedSequence([seed, epoch], spawn_key=(1,)) \
+        .generate_state(1, numpy.uint64)
+    return int(state[0])
+
+
 def reseed_noise(device, seed, iteration):
     """On a GPU, restart the noise generator for ``iteration`` of the run
     seeded with ``seed``; on the CPU nothing (the snapshot holds NumPy's)."""

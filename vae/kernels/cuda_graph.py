@@ -4,12 +4,15 @@ iteration (``train.py --gpu N --cuda-graph``).
 On a GPU, Chainer launches a hundred small kernels a step, each through
 Python, and the GPU waits on Python: the plain path takes 5-6 ms a step at
 batch 100 on an H200, where the matrix products need a few tens of
-microseconds. Here the step is :func:`vae.kernels.fused.forward`, :func:`vae.kernels.fused
-.backward` and :func:`vae.kernels.fused.adam` (the CPU fast path's arithmetic, on
-CuPy) on fixed device buffers; it is captured once as a CUDA graph and
-replayed, so that an iteration costs one graph launch plus copying the
-batch and the noise into their buffers. A stand-alone probe of this design
-measured 0.27 ms a step on an H200 (README, "GPU").
+microseconds. Here the step (:class:`FusedStep`) computes what
+:func:`vae.kernels.fused.forward`, :func:`vae.kernels.fused.backward` and
+:func:`vae.kernels.fused.adam` compute (the CPU fast path's arithmetic), on fixed
+device buffers: the matrix products through cuBLAS, each element-wise group
+one kernel of :mod:`vae.kernels.elementwise` (Adam one kernel over the flat buffers),
+nothing allocated. It is captured once as a CUDA graph of 53 launches at
+k = 1 (20 cuBLAS products, 33 CuPy kernels; 2 more gather the batch and
+its noise) and replayed, one graph launch an iteration. A stand-alone
+probe of this design measured 0.27 ms a step on an H200 (README, "GPU").
 
 What the capture needs, and where it is done:
 
@@ -19,14 +22,15 @@ What the capture needs, and where it is done:
   (:class:`CublasDot`; ``pip install nvmath-python``, the ``gpu-graph``
   extra).
 * Memory allocated inside a capture must come from CUDA's stream-ordered
-  allocator (:func:`vae.device.use_stream_ordered_memory`).
+  allocator (:func:`vae.device.use_stream_ordered_memory`); the step
+  allocates none itself (CuPy's reductions may take scratch from it).
 * What changes between iterations lives in device memory the graph reads:
   the batch and the noise buffers, Adam's step count and hyperparameters
   (a schedule such as ``ExponentialShift('alpha')`` takes effect at the
   next replay), and the flag of the non-finite guard (:class:`FusedStep`).
-* No host synchronization inside the graph: the reported loss, reconstruction
-  and KL are device scalars that ``LogReport`` averages on the device and
-  reads once per epoch.
+* No host synchronization inside the graph: the graph sums the loss, the
+  reconstruction and the KL on the device, and the updater reports their
+  means once per epoch (``LogReport`` reads them then).
 
 The non-finite guard. Inside the graph, a step whose loss is not finite
 applies no update, and neither does any later step (the flag stays down);
@@ -34,15 +38,21 @@ the updater reads the flag at the end of each epoch and stops training with
 the iteration of the first such loss. The weights, ``model.npz`` and the
 snapshots therefore never hold a non-finite update.
 
-The noise of each iteration is drawn as on the plain GPU path (the device's
-generator, reseeded from (seed, iteration)) and copied into the graph's
-buffer, so both paths see the same noise; they agree to float32 rounding.
+The data. Where the training set is an array, it is copied to the device
+once; at each epoch's start the updater draws the epoch's order of the
+images and all of its noise, one call each, from the device's generator
+seeded with (seed, epoch), and the graph gathers each batch and its noise
+itself (:class:`GraphUpdater`): a resumed run equals an uninterrupted one,
+and between two replays only Python's counters run. A dataset read on the
+host (dynamic binarization) is copied in batch by batch, with the plain
+GPU path's noise.
 """
 import chainer
 import numpy
 
 from vae import device as device_lib
 from vae.kernels import cpu
+from vae.kernels import elementwise as kernels
 from vae.kernels import fused
 from vae.train.updater import NonFiniteLossError, Updater
 
@@ -158,6 +168,13 @@ class FusedStep(object):
     graph's weights without copies. :meth:`run` reads the batch ``x`` and the
     noise ``eps`` and updates everything in place.
 
+    The step is :func:`vae.kernels.fused.forward`, :func:`vae.kernels.fused.backward` and
+    :func:`vae.kernels.fused.adam`, operation for operation, with each element-wise
+    group one kernel of :mod:`vae.kernels.elementwise` (an activation, its gradient,
+    the sample, each term of the loss, their gradients, Adam over the flat
+    buffers) writing into a buffer allocated here: a run allocates nothing,
+    so its capture holds kernel and cuBLAS nodes only.
+
     Args:
         model (vae.model.VAE): On the device, float32.
         optimizer (chainer.optimizers.Adam): Set up on ``model``; holds the
@@ -196,8 +213,83 @@ class FusedStep(object):
         self.first_bad = xp.full((), -1, dtype=numpy.int64)
         self.loss, self.reconstr, self.kl = (
             xp.zeros((), dtype=_F32) for _ in range(3))
+        # their sums since reset_totals, in the order of TOTALS
+        self.totals = xp.zeros(len(self.TOTALS), dtype=_F32)
+        self.batch = xp.zeros((), dtype=numpy.int64)  # the epoch's next
+        self.data = self.order = self.noise = None  # see gather_from
+        self._kernels = kernels.build(xp)
+        self._scratch(batchsize, k, C, n_in, n_latent, model.n_h)
         self.load_step_count()
         self.load_hyperparams()
+
+    def _scratch(self, batch, k, C, n_in, n_latent, n_h):
+        """Every buffer :meth:`run` writes, each an allocation of its own
+        (CuPy copies a kernel's input that overlaps one of its outputs),
+        and the views and constants it uses."""
+        xp = self.xp
+        rows = {'x': batch, 'z': k * batch}
+        sizes = {'in': n_in, 'h': n_h, 'L': n_latent}
+        layout = {  # name: (rows, columns)
+            'a1': 'xh', 'h1': 'xh', 'a2': 'xh', 'h2': 'xh', 'mu': 'xL',
+            'ln_var': 'xL', 'var': 'xL', 'kl_terms': 'xL', 'noise': 'zL',
+            'z': 'zL', 'ad1': 'zh', 'd1': 'zh', 'ad2': 'zh', 'd2': 'zh',
+            'logits': 'zin', 'nll': 'zin', 'g_logits': 'zin', 'g_d2': 'zh',
+            'g_d1': 'zh', 'g_z': 'zL', 'g_noise': 'zL', 'g_mu_sum': 'xL',
+            'g_ln_var_sum': 'xL', 'g_mu': 'xL', 'g_ln_var': 'xL',
+            'g_h2': 'xh', 'g_h2_ln_var': 'xh', 'g_h1': 'xh'}
+        self._b = {name: xp.zeros((rows[shape[0]], sizes[shape[1:]]),
+                                  dtype=_F32)
+                   for name, shape in layout.items()}
+        self._b['rec_sum'] = xp.zeros((), dtype=_F32)
+        self._b['kl_sum'] = xp.zeros((), dtype=_F32)
+        # the k samples of a row, sample-major: (k, B, ...) views, which
+        # broadcast against the (B, ...) arrays of the encoder and x
+        self._by_sample = {
+            name: array.reshape((k, batch) + array.shape[1:])
+            for name, array in (('eps', self.eps),) + tuple(
+                (n, self._b[n]) for n in ('noise', 'z', 'logits', 'nll',
+                                          'g_logits', 'g_z', 'g_noise'))}
+        # F.tile's backward sums the k copies over (k, B, 1, L)
+        self._tile_shape = (k, batch, 1, n_latent)
+        # the scalars of fused.forward and fused.backward, as they compute
+        # them (float32, rounded once)
+        self._rec_scale = _F32(1.0 / (k * batch))
+        self._kl_scale = _F32(1.0 / batch)
+        self._C32 = _F32(C)
+        self._g_logits = _F32(1.0 / (k * batch)) * _F32(1)
+        self._g_half = _F32(0.5) * (_F32(1.0 / batch) * _F32(C))
+
+    def gather_from(self, data, batches):
+        """Make :meth:`run` take its batch and noise itself, from device
+        memory: ``x`` the rows ``order[b * B:(b + 1) * B]`` of ``data``
+        (the training set, (N, n_in), on the device) and ``eps`` the b-th
+        slice of :attr:`noise`, for the batch b = :attr:`batch`, which
+        each run advances. The caller fills :attr:`order` (a permutation
+        of the N rows) and :attr:`noise` (``batches`` slices of
+        ``eps.shape``) at the start of each epoch and sets :attr:`batch`
+        to 0."""
+        xp = self.xp
+        self.data = data
+        self.order = xp.arange(len(data), dtype=numpy.int64)
+        self.noise = xp.zeros((batches * len(self.eps), self.eps.shape[1]),
+                              dtype=_F32)
+
+    #: The reported values whose sums :attr:`totals` holds.
+    TOTALS = ('loss', 'reconstr', 'kl')
+
+    def reset_totals(self):
+        """Start the sums of the reported values again (at an epoch's
+        start)."""
+        self.totals.fill(0)
+
+    def means(self, n):
+        """The reported values' means over the ``n`` steps since
+        :meth:`reset_totals`, as device scalars: what
+        ``chainer.reporter.Summary`` computes from the ``n`` values reported
+        one by one (the same float32 sum, in the same order, divided by
+        ``n``)."""
+        return {name: self.totals[i] / n
+                for i, name in enumerate(self.TOTALS)}
 
     def load_hyperparams(self):
         """Adam's hyperparameters from the optimizer into :attr:`hyper`,
@@ -229,26 +321,88 @@ class FusedStep(object):
     def state(self):
         """The buffers a step changes for good (the rest is scratch)."""
         return [self.P, self.M, self.V, self.t, self.keep, self.iteration,
-                self.first_bad]
+                self.first_bad, self.totals, self.batch]
+
+    def _linear(self, name, h, out):
+        # LinearFunction.forward: dot(x, W.T) into y, then y += b
+        self.dot(h, self.p['/%s/W' % name].T, out=out)
+        self.xp.add(out, self.p['/%s/b' % name], out=out)
+
+    def _linear_grad(self, name, gy, x, gx=None):
+        # LinearFunction.backward: gW = gy.T x, gb = sum(gy, 0), gx = gy W
+        self.dot(gy.T, x, out=self.grads['/%s/W' % name])
+        self.xp.sum(gy, axis=0, out=self.grads['/%s/b' % name])
+        if gx is not None:
+            self.dot(gy, self.p['/%s/W' % name], out=gx)
 
     def run(self):
-        """Forward, backward and Adam, all on the device."""
-        xp = self.xp
-        loss, reconstr, kl, cache = fused.forward(
-            xp, self.dot, self.p, self.x, self.eps, self._activation,
-            self._k, self._C)
-        finite = xp.isfinite(loss)
-        xp.copyto(self.first_bad, self.iteration,
-                  where=self.keep & ~finite)
-        xp.logical_and(self.keep, finite, out=self.keep)
-        self.iteration += 1
-        for buffer, value in ((self.loss, loss), (self.reconstr, reconstr),
-                              (self.kl, kl)):
-            xp.copyto(buffer, value)
-        fused.backward(xp, self.dot, self.p, cache, self.grads, _F32(1),
-                       _F32(self._C))
-        fused.adam(xp, self.P, self.G, self.M, self.V, self.t, self.hyper,
-                   keep=self.keep)
+        """Forward, backward and Adam, all on the device, into the buffers
+        (what :func:`vae.kernels.fused.forward` and :func:`vae.kernels.fused.backward`
+        compute, in their order)."""
+        xp, K, b, s = self.xp, self._kernels, self._b, self._by_sample
+        act, act_grad = (K[name] for name in
+                         kernels.ACTIVATIONS[self._activation])
+        le1, le2, le3_mu, le3_ln_var, ld1, ld2, ld3 = fused.LAYERS
+        if self.data is not None:  # this batch and its noise
+            K['vae_take_rows'](self.data, self.order, self.batch,
+                               numpy.int64(len(self.x)),
+                               numpy.int64(self.x.shape[1]), self.x)
+            K['vae_take_noise'](self.noise, self.batch,
+                                numpy.int64(self.eps.size), self.eps)
+        # forward
+        self._linear(le1, self.x, b['a1'])
+        act(b['a1'], b['h1'])
+        self._linear(le2, b['h1'], b['a2'])
+        act(b['a2'], b['h2'])
+        self._linear(le3_mu, b['h2'], b['mu'])
+        self._linear(le3_ln_var, b['h2'], b['ln_var'])
+        K['vae_reparameterize'](b['mu'], b['ln_var'], s['eps'], s['noise'],
+                                s['z'])
+        self._linear(ld1, b['z'], b['ad1'])
+        act(b['ad1'], b['d1'])
+        self._linear(ld2, b['d1'], b['ad2'])
+        act(b['ad2'], b['d2'])
+        self._linear(ld3, b['d2'], b['logits'])
+        K['vae_bernoulli_nll'](self.x, s['logits'], s['nll'])
+        xp.sum(b['nll'], out=b['rec_sum'])
+        K['vae_gaussian_kl'](b['mu'], b['ln_var'], b['var'], b['kl_terms'])
+        xp.sum(b['kl_terms'], out=b['kl_sum'])
+        # the reported values and their sums, the non-finite guard,
+        # Adam's step count and the next batch
+        K['vae_loss'](b['rec_sum'], b['kl_sum'], self._rec_scale,
+                      self._kl_scale, self._C32, self.reconstr, self.kl,
+                      self.loss, self.totals, self.keep, self.iteration,
+                      self.first_bad, self.t, self.batch)
+        # backward
+        K['vae_bernoulli_nll_grad'](s['logits'], self.x, self._g_logits,
+                                    s['g_logits'])
+        self._linear_grad(ld3, b['g_logits'], b['d2'], b['g_d2'])
+        act_grad(b['ad2'], b['d2'], b['g_d2'], b['g_d2'])
+        self._linear_grad(ld2, b['g_d2'], b['d1'], b['g_d1'])
+        act_grad(b['ad1'], b['d1'], b['g_d1'], b['g_d1'])
+        self._linear_grad(ld1, b['g_d1'], b['z'], b['g_z'])
+        K['vae_noise_grad'](b['g_z'], b['noise'], b['g_noise'])
+        if self._k > 1:  # F.tile's backward: the sum of the k copies
+            xp.sum(b['g_z'].reshape(self._tile_shape), axis=(0, 2),
+                   out=b['g_mu_sum'])
+            xp.sum(b['g_noise'].reshape(self._tile_shape), axis=(0, 2),
+                   out=b['g_ln_var_sum'])
+            g_mu, g_ln_var = b['g_mu_sum'], b['g_ln_var_sum']
+        else:
+            g_mu, g_ln_var = b['g_z'], b['g_noise']
+        K['vae_gaussian_kl_grad'](g_mu, g_ln_var, b['mu'], b['var'],
+                                  self._g_half, b['g_mu'], b['g_ln_var'])
+        self._linear_grad(le3_mu, b['g_mu'], b['h2'], b['g_h2'])
+        self._linear_grad(le3_ln_var, b['g_ln_var'], b['h2'],
+                          b['g_h2_ln_var'])
+        xp.add(b['g_h2'], b['g_h2_ln_var'], out=b['g_h2'])
+        act_grad(b['a2'], b['h2'], b['g_h2'], b['g_h2'])
+        self._linear_grad(le2, b['g_h2'], b['h1'], b['g_h1'])
+        act_grad(b['a1'], b['h1'], b['g_h1'], b['g_h1'])
+        self._linear_grad(le1, b['g_h1'], self.x)
+        # Adam, one kernel over the flat buffers
+        K['vae_adam'](self.G, self.t, self.hyper, self.keep, self.P, self.M,
+                      self.V)
 
 
 def warm_up_and_capture(device, stream, step, capture=True):
@@ -291,14 +445,100 @@ def fused_loss_func(model, C=1.0, k=1):
     return lf
 
 
+class DeviceEpochs(object):
+    """The training iterator of the graph path where the training set lives
+    on the device: it hands out no batches (the graph gathers them), it
+    counts, as Chainer's iterators do, the iterations and epochs that the
+    trainer, its triggers and its snapshots read.
+
+    An epoch is ``len(dataset) // batch_size`` batches of distinct images,
+    in the order the updater draws at the epoch's start; the
+    ``len(dataset) % batch_size`` images left over (none for MNIST at
+    batch 100) sit that epoch out. Snapshots hold what
+    ``SerialIterator`` holds, under its names, positions in images.
+    """
+
+    def __init__(self, dataset, batch_size):
+        self.dataset, self.batch_size = dataset, batch_size
+        self.batches = len(dataset) // batch_size
+        self.epoch = 0
+        self.current_position = 0  # batches into the epoch
+        self.is_new_epoch = False
+        self._previous_epoch_detail = -1.0
+
+    def __next__(self):
+        self._previous_epoch_detail = self.epoch_detail
+        self.current_position += 1
+        self.is_new_epoch = self.current_position == self.batches
+        if self.is_new_epoch:
+            self.epoch += 1
+            self.current_position = 0
+
+    next = __next__
+
+    def __iter__(self):
+        return self
+
+    @property
+    def epoch_detail(self):
+        return self.epoch + self.current_position / self.batches
+
+    @property
+    def previous_epoch_detail(self):
+        if self._previous_epoch_detail < 0:
+            return None
+        return self._previous_epoch_detail
+
+    def finalize(self):
+        pass
+
+    def serialize(self, serializer):
+        self.current_position = int(serializer(
+            'current_position', self.current_position * self.batch_size)) \
+            // self.batch_size
+        self.epoch = int(serializer('epoch', self.epoch))
+        self.is_new_epoch = bool(serializer('is_new_epoch',
+                                            self.is_new_epoch))
+        # an order for SerialIterator, which needs one to load this
+        # snapshot (a run resumed where the graph cannot run); the graph
+        # draws its own at each epoch's start
+        serializer('order', numpy.arange(len(self.dataset)))
+        detail = serializer('previous_epoch_detail',
+                            self._previous_epoch_detail)
+        self._previous_epoch_detail = float(detail)
+
+
+def on_device_data(dataset):
+    """Whether the graph can hold ``dataset`` on the device and gather its
+    batches itself: an array of float32 rows (a dataset that draws its
+    examples anew, such as dynamic binarization, is read on the host)."""
+    return isinstance(dataset, numpy.ndarray) and dataset.ndim == 2 and \
+        dataset.dtype == _F32
+
+
 class GraphUpdater(Updater):
-    """The updater of the graph path: each iteration copies the batch and
-    the noise into the step's buffers and replays the captured step.
+    """The updater of the graph path: each iteration replays the captured
+    step.
 
     Built like :class:`vae.train.trainer.Updater`; the step is built, warmed up
     and captured at the first iteration (so that a snapshot loaded before
-    it is in place), and reports ``loss``, ``reconstr`` and ``kl`` as
-    device scalars.
+    it is in place).
+
+    Where the training set is an array (:func:`on_device_data`), it is
+    copied to the device once, the iterator becomes a
+    :class:`DeviceEpochs`, and at each epoch's start the updater draws the
+    epoch's order of the images and all of its noise, one call each, from
+    the device's generator seeded with (seed, epoch)
+    (:func:`vae.device.epoch_seed`): a resumed run draws what an
+    uninterrupted one did. The graph gathers each batch and its noise
+    itself; between two replays only Python's counters run. Otherwise
+    (a dataset read on the host) each iteration copies the batch and noise
+    drawn as on the plain GPU path into the step's buffers.
+
+    The graph sums ``loss``, ``reconstr`` and ``kl`` on the device; their
+    means over the epoch are reported once, at its last iteration, where
+    ``LogReport`` takes them (the means it computed when each iteration
+    reported its values).
 
     Args:
         iterator, optimizer, device, seed: As for ``Updater``.
@@ -318,6 +558,11 @@ class GraphUpdater(Updater):
         self._step = None
         self._replay = None
         self._first_iteration = None  # of this process, 0-based
+        self._in_epoch = 0  # iterations in this epoch's totals
+        self._gathers = on_device_data(iterator.dataset)
+        if self._gathers:
+            self._iterators['main'] = DeviceEpochs(iterator.dataset,
+                                                   iterator.batch_size)
 
     def _build(self, batchsize):
         device = self.device
@@ -327,6 +572,10 @@ class GraphUpdater(Updater):
                 device_lib.is_cpu(device) else device.xp.dot
             step = FusedStep(self._model, self.get_optimizer('main'),
                              batchsize, self._k, self._C, dot)
+            if self._gathers:
+                iterator = self.get_iterator('main')
+                step.gather_from(device.send(iterator.dataset),
+                                 iterator.batches)
             self._replay = warm_up_and_capture(device, self._stream, step,
                                                self._capture)
         self._step = step
@@ -335,9 +584,39 @@ class GraphUpdater(Updater):
         # the stream, the generator and the handle are the run's device's:
         # it must be current (CuPy 14 refuses another device's stream)
         with device_lib.current(self.device):
-            self._update()
+            if self._gathers:
+                self._update_gathered()
+            else:
+                self._update_from_host()
+        self._in_epoch += 1
+        if self.get_iterator('main').is_new_epoch:
+            self._end_epoch()
 
-    def _update(self):
+    def _update_gathered(self):
+        iterator = self.get_iterator('main')
+        if self._step is None:
+            self._first_iteration = self.iteration
+            self._build(iterator.batch_size)
+        with self._stream:
+            if iterator.current_position == 0:
+                self.draw_epoch(iterator.epoch)
+            self._step.load_hyperparams()
+            self._replay()
+        iterator.next()
+
+    def draw_epoch(self, epoch):
+        """The order of the images and all the noise of ``epoch``, each in
+        one call, from the device's generator seeded with (seed, epoch);
+        the graph reads them from the first batch."""
+        step, xp = self._step, self.device.xp
+        device_lib.reseed(self.device,
+                          device_lib.epoch_seed(self._seed, epoch))
+        step.order[...] = xp.random.permutation(len(step.order))
+        step.noise[...] = device_lib.standard_normal(
+            xp, step.noise.shape, numpy.float32)
+        step.batch.fill(0)
+
+    def _update_from_host(self):
         iterator = self.get_iterator('main')
         batch = iterator.next()
         x = self.converter(batch, self.device)  # (B, n_in)
@@ -352,13 +631,17 @@ class GraphUpdater(Updater):
             step.eps[...] = device_lib.standard_normal(
                 xp, step.eps.shape, numpy.float32)
             self._replay()
-            chainer.report({'loss': step.loss.copy(),
-                            'reconstr': step.reconstr.copy(),
-                            'kl': step.kl.copy()}, observer=self._model)
-        if iterator.is_new_epoch:
-            self.get_optimizer('main').new_epoch(auto=True)
-            self.check_finite()
-            step.save_step_count()
+
+    def _end_epoch(self):
+        step = self._step
+        with device_lib.current(self.device), self._stream:
+            # LogReport's means, read once
+            chainer.report(step.means(self._in_epoch), observer=self._model)
+            step.reset_totals()
+        self._in_epoch = 0
+        self.get_optimizer('main').new_epoch(auto=True)
+        self.check_finite()
+        step.save_step_count()
 
     def check_finite(self):
         """Raise :class:`NonFiniteLossError` if a step's loss was not

@@ -296,12 +296,23 @@ def adam(xp, param, grad, m, v, t, hyper, keep=None):
         keep: () bool array or None; where False, nothing changes (the
             update of a non-finite loss is skipped in place).
     """
+    adam_step_count(t, keep)
+    adam_update(xp, param, grad, m, v, t, hyper, keep)
+
+
+def adam_step_count(t, keep=None):
+    """Advance Adam's step count ``t`` (a () float64 array) by one, or by
+    ``keep`` (a () bool array: not where the update is skipped)."""
+    t += 1 if keep is None else keep
+
+
+def adam_update(xp, param, grad, m, v, t, hyper, keep=None):
+    """:func:`adam` with the step count ``t`` already advanced
+    (:func:`adam_step_count`): the update of the flat buffers alone, as the
+    GPU's one Adam kernel computes it (:mod:`vae.kernels.elementwise`)."""
     alpha, beta1, beta2, eps, eta = (hyper[i] for i in range(5))  # () each
     if keep is not None:
         grad = xp.where(keep, grad, _F32(0))
-        t += keep
-    else:
-        t += 1
     alpha_t = alpha * xp.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)
     if keep is not None:
         alpha_t = xp.where(keep, alpha_t, 0.0)
