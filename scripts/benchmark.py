@@ -190,7 +190,7 @@ class Steps(object):
             parallel.start_optimizer(chosen.optimizer, self.model, comm)
         iterator = chainer.iterators.SerialIterator(data, batch)
         if path == 'fused-eager':  # the graph path's step, not captured
-            from vae.kernels.cuda_graph import GraphUpdater
+            from vae.train.graph_updater import GraphUpdater
             self._updater = GraphUpdater(iterator, chosen.optimizer, device,
                                          0, self.model, k=1, C=1.0,
                                          capture=False)

@@ -670,9 +670,9 @@ class FakeCublas(types.ModuleType):
 @contextlib.contextmanager
 def fake_nvmath(monkeypatch):
     """Install :class:`FakeCublas` as ``nvmath.bindings.cublas`` and let
-    vae.kernels.cuda_graph take NumPy arrays' addresses as device pointers."""
+    vae.kernels.cublas take NumPy arrays' addresses as device pointers."""
     import sys
-    from vae.kernels import cuda_graph
+    from vae.kernels import cublas as cublas_lib
     cublas = FakeCublas()
     package = types.ModuleType('nvmath')
     package.bindings = types.ModuleType('nvmath.bindings')
@@ -680,7 +680,7 @@ def fake_nvmath(monkeypatch):
     monkeypatch.setitem(sys.modules, 'nvmath', package)
     monkeypatch.setitem(sys.modules, 'nvmath.bindings', package.bindings)
     monkeypatch.setitem(sys.modules, 'nvmath.bindings.cublas', cublas)
-    monkeypatch.setattr(cuda_graph, '_pointer', lambda a: a.ctypes.data)
+    monkeypatch.setattr(cublas_lib, '_pointer', lambda a: a.ctypes.data)
     yield cublas
 
 

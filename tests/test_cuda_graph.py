@@ -20,6 +20,8 @@ import ckernels
 from standin import fake_nvmath, replaying_capture, stand_in_gpu
 from testutil import interrupt_at, tiny_config
 from vae.kernels import cuda_graph
+from vae.train import graph_updater
+from vae.kernels import cublas as cublas_lib
 from vae.kernels import fused
 from vae.train import trainer as trainer_lib
 from vae.train import updater
@@ -56,7 +58,7 @@ def test_cublas_dot_is_the_row_major_product(monkeypatch, transpose_a,
     with stand_in_gpu(monkeypatch) as device, \
             fake_nvmath(monkeypatch) as cublas:
         stream = device_lib.stream(device)
-        dot = cuda_graph.CublasDot(device.xp, stream)
+        dot = cublas_lib.CublasDot(device.xp, stream)
         got = dot(a, b)
         out = numpy.full((m, n), numpy.nan, dtype=numpy.float32)
         assert dot(a, b, out=out) is out
@@ -66,12 +68,12 @@ def test_cublas_dot_is_the_row_major_product(monkeypatch, transpose_a,
     assert cublas.sgemm_calls == 2
     handle, = cublas.handles.values()
     assert handle == {'stream': stream.ptr,
-                      'workspace': cuda_graph.WORKSPACE_BYTES}
+                      'workspace': cublas_lib.WORKSPACE_BYTES}
 
 
 def test_cublas_dot_refuses_what_it_cannot_pass(monkeypatch):
     with stand_in_gpu(monkeypatch) as device, fake_nvmath(monkeypatch):
-        dot = cuda_graph.CublasDot(device.xp, device_lib.stream(device))
+        dot = cublas_lib.CublasDot(device.xp, device_lib.stream(device))
         a = numpy.zeros((4, 6), numpy.float32)
         with pytest.raises(ValueError, match='do not align'):
             dot(a, a)
@@ -170,7 +172,7 @@ def test_warm_up_and_capture_leave_the_step_as_it_was(gpu, images, capture):
     stream = device_lib.stream(gpu)
     with device_lib.current(gpu), stream:  # as GraphUpdater builds it
         step, _, _ = step_and_model(
-            gpu, dot=cuda_graph.CublasDot(gpu.xp, stream))
+            gpu, dot=cublas_lib.CublasDot(gpu.xp, stream))
         step.x[...] = images[0][:8]
         before = [buffer.copy() for buffer in step.state()]
         replay = cuda_graph.warm_up_and_capture(gpu, stream, step, capture)
@@ -323,13 +325,13 @@ def test_the_graph_path_trains_as_the_plain_one(tmp_path, monkeypatch, gpu,
                                                 images, capsys):
     # the training set read on the host: the plain path's batches and noise
     replays = []
-    original = cuda_graph.GraphUpdater.update_core
+    original = graph_updater.GraphUpdater.update_core
 
     def counted(self):
         replays.append(self.iteration)
         original(self)
 
-    monkeypatch.setattr(cuda_graph.GraphUpdater, 'update_core', counted)
+    monkeypatch.setattr(graph_updater.GraphUpdater, 'update_core', counted)
     # 15 iterations an epoch, 240 in all
     train(tmp_path / 'plain', images, gpu, epoch=16, host=True)
     assert replays == []
@@ -371,7 +373,7 @@ def test_the_graph_gathers_each_epochs_draws_on_the_device(
     def from_host(self):
         raise AssertionError('a batch read on the host')
 
-    monkeypatch.setattr(cuda_graph.GraphUpdater, '_update_from_host',
+    monkeypatch.setattr(graph_updater.GraphUpdater, '_update_from_host',
                         from_host)
     train(tmp_path / 'graph', images, gpu, epoch=2, k=k, cuda_graph=True)
     config = tiny_config(epoch=2, k=k, batchsize=20)
@@ -416,7 +418,7 @@ def test_the_graph_gathers_each_epochs_draws_on_the_device(
 def test_a_resumed_graph_run_equals_an_uninterrupted_one(
         tmp_path, monkeypatch, gpu, images):
     train(tmp_path / 'straight', images, gpu, cuda_graph=True)
-    interrupt_at(monkeypatch, 40, cuda_graph.GraphUpdater)  # in epoch 3
+    interrupt_at(monkeypatch, 40, graph_updater.GraphUpdater)  # in epoch 3
     with pytest.raises(trainer_lib.TrainingInterrupted):
         train(tmp_path / 'resumed', images, gpu, cuda_graph=True)
     monkeypatch.undo()
@@ -455,14 +457,14 @@ def test_a_graph_run_on_gpu_1_equals_one_on_gpu_0(tmp_path, monkeypatch,
 def test_the_graphs_guard_stops_at_the_epochs_end_naming_the_iteration(
         tmp_path, monkeypatch, gpu, images):
     out = tmp_path / 'run'
-    original_update = cuda_graph.GraphUpdater.update_core
+    original_update = graph_updater.GraphUpdater.update_core
 
     def update_core(self):
         if self.iteration == 36:  # the 37th: NaN pixels, a NaN loss
             self._step.data[...] = numpy.nan  # the training set's copy
         original_update(self)
 
-    monkeypatch.setattr(cuda_graph.GraphUpdater, 'update_core', update_core)
+    monkeypatch.setattr(graph_updater.GraphUpdater, 'update_core', update_core)
     with pytest.raises(updater.NonFiniteLossError) as info:
         train(out, images, gpu, cuda_graph=True)
     assert str(info.value).startswith(
@@ -570,7 +572,7 @@ def captured_step(gpu, k=1, activation='softplus', pool=True, data=None):
         optimizer = chainer.optimizers.Adam()
         optimizer.setup(model)
         step = cuda_graph.FusedStep(model, optimizer, 8, k, 1.0,
-                                    cuda_graph.CublasDot(gpu.xp, stream))
+                                    cublas_lib.CublasDot(gpu.xp, stream))
         if data is not None:  # batches gathered in the graph
             step.gather_from(gpu.send(data), len(data) // 8)
         replay = cuda_graph.warm_up_and_capture(gpu, stream, step)

@@ -22,6 +22,7 @@ import pytest
 from testutil import ROOT, command, load_script
 from vae import device as device_lib
 from vae import parallel
+from vae import watchdog
 from vae.eval import estimators
 from vae.model import VAE
 from vae.train.model_files import load_model
@@ -423,8 +424,8 @@ def wait_for(condition, seconds=10):
 def test_a_watchdog_without_progress_aborts_the_job(monkeypatch, capsys):
     monkeypatch.setattr(parallel, 'ABORT_GRACE', 0)
     comm = FakeComm()
-    with parallel.watched(comm, 0.3) as dog:
-        assert isinstance(dog, parallel.Watchdog)
+    with watchdog.watched(comm, 0.3) as dog:
+        assert isinstance(dog, watchdog.Watchdog)
         assert wait_for(lambda: comm.aborted)
     assert comm.aborted == [1]
     err = capsys.readouterr().err
@@ -437,28 +438,28 @@ def test_a_watchdog_without_progress_aborts_the_job(monkeypatch, capsys):
 def test_progress_keeps_the_watchdog_quiet(monkeypatch):
     monkeypatch.setattr(parallel, 'ABORT_GRACE', 0)
     comm = FakeComm()
-    with parallel.watched(comm, 1.0) as dog:
+    with watchdog.watched(comm, 1.0) as dog:
         for _ in range(40):  # 2 s, twice the timeout
-            parallel.progress()
+            watchdog.progress()
             time.sleep(0.05)
         assert dog.idle() < 1.0
     assert comm.aborted == []
     assert not dog._thread.is_alive()
-    assert parallel._watchdog is None
-    parallel.progress()  # without a watchdog: nothing
+    assert watchdog._watchdog is None
+    watchdog.progress()  # without a watchdog: nothing
 
 
 def test_no_watchdog_alone_or_with_no_limit():
-    with parallel.watched(None, 5) as dog:
+    with watchdog.watched(None, 5) as dog:
         assert dog is None
-    with parallel.watched(FakeComm(), 0) as dog:
+    with watchdog.watched(FakeComm(), 0) as dog:
         assert dog is None
 
 
 def test_training_and_evaluation_say_they_progress(
         monkeypatch, tmp_path, mnist_dir, mnist):
     calls = []
-    monkeypatch.setattr(parallel, 'progress',
+    monkeypatch.setattr(watchdog, 'progress',
                         lambda: calls.append(None))
     assert command('train').main(
         ['--test', '--n-hidden', '16', '-z', '2', '--no-progress',

@@ -175,9 +175,9 @@ needs_nvmath = pytest.mark.skipif(
 @needs_nvmath
 def test_cublas_dot_equals_cupy_dot():
     import cupy
-    from vae.kernels import cuda_graph
+    from vae.kernels import cublas as cublas_lib
     stream = device_lib.stream(device_lib.get_device(0))
-    dot = cuda_graph.CublasDot(cupy, stream)
+    dot = cublas_lib.CublasDot(cupy, stream)
     rng = numpy.random.RandomState(0)
     a = cupy.asarray(rng.randn(100, 784).astype(numpy.float32))
     w = cupy.asarray(rng.randn(500, 784).astype(numpy.float32))
@@ -196,6 +196,7 @@ def test_graph_replays_equal_eager_steps(mnist):
     import chainer
     import cupy
     from vae.kernels import cuda_graph
+    from vae.kernels import cublas as cublas_lib
     device = device_lib.get_device(0)
     assert device_lib.use_stream_ordered_memory(device) is None
     x = cupy.asarray(mnist[0].images[:2000])
@@ -211,7 +212,7 @@ def test_graph_replays_equal_eager_steps(mnist):
         optimizer.setup(model)
         with stream:
             step = cuda_graph.FusedStep(model, optimizer, 100, 1, 1.0,
-                                        cuda_graph.CublasDot(cupy, stream))
+                                        cublas_lib.CublasDot(cupy, stream))
             # as GraphUpdater builds it: the state saved before the
             # warm-up, put back after the capture
             run = cuda_graph.warm_up_and_capture(device, stream, step,
@@ -249,9 +250,9 @@ def test_the_graph_path_trains_as_the_plain_path(tmp_path, mnist_dir):
 @needs_nvmath
 def test_a_resumed_graph_run_equals_an_uninterrupted_one(
         tmp_path, mnist_dir, monkeypatch):
-    from vae.kernels import cuda_graph
+    from vae.train import graph_updater
     train_small(tmp_path / 'straight', mnist_dir, '-e', '3', '--cuda-graph')
-    interrupt_at(monkeypatch, 25, cuda_graph.GraphUpdater)
+    interrupt_at(monkeypatch, 25, graph_updater.GraphUpdater)
     with pytest.raises(SystemExit, match='stopped by Ctrl-C'):
         train_small(tmp_path / 'resumed', mnist_dir, '-e', '3',
                     '--cuda-graph')
@@ -267,18 +268,18 @@ def test_a_resumed_graph_run_equals_an_uninterrupted_one(
 @needs_nvmath
 def test_the_graphs_guard_keeps_the_last_good_outputs(
         tmp_path, mnist_dir, monkeypatch):
-    from vae.kernels import cuda_graph
+    from vae.train import graph_updater
     out = tmp_path / 'run'
     train_small(out, mnist_dir, '-e', '1', '--cuda-graph')
     good = (out / 'model.npz').read_bytes()
-    original = cuda_graph.GraphUpdater.update_core
+    original = graph_updater.GraphUpdater.update_core
 
     def poisoned(self):
         if self.iteration == 14:  # the 15th: NaN pixels, a NaN loss
             self._step.data[...] = numpy.nan  # the training set's copy
         original(self)
 
-    monkeypatch.setattr(cuda_graph.GraphUpdater, 'update_core', poisoned)
+    monkeypatch.setattr(graph_updater.GraphUpdater, 'update_core', poisoned)
     with pytest.raises(SystemExit, match=r'non-finite loss at iteration 15; '
                        r'the CUDA graph applied neither'):
         train_small(out, mnist_dir, '-e', '3', '--cuda-graph')

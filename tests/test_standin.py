@@ -7,6 +7,7 @@ import pytest
 from standin import (CaptureError, fake_nvmath, replaying_capture,
                      stand_in_gpu)
 from vae.kernels import cuda_graph
+from vae.kernels import cublas as cublas_lib
 from vae import device as device_lib
 
 
@@ -98,7 +99,7 @@ def test_work_on_the_legacy_stream_is_refused(gpu):
 def test_cublas_on_a_handle_of_another_stream_is_refused(gpu, monkeypatch):
     with fake_nvmath(monkeypatch):
         other = device_lib.stream(gpu)
-        dot = cuda_graph.CublasDot(gpu.xp, other)
+        dot = cublas_lib.CublasDot(gpu.xp, other)
         a = numpy.ones((2, 2), numpy.float32)
         out = numpy.empty((2, 2), numpy.float32)
         with pytest.raises(CaptureError, match='another stream'):

@@ -120,7 +120,8 @@ def add_progress_argument(parser, what='the progress bar'):
 def add_communicator_argument(parser):
     """``--communicator``: run as one of the processes of an MPI job; and
     ``--rank-timeout``, how long a rank may go without progress there."""
-    from vae.parallel import COMMUNICATORS, RANK_TIMEOUT
+    from vae.parallel import COMMUNICATORS
+    from vae.watchdog import RANK_TIMEOUT
     parser.add_argument('--communicator', choices=COMMUNICATORS,
                         help='run as one rank of `mpiexec -n N ...` with '
                         "this ChainerMN communicator (naive on CPUs; flat or "

@@ -22,19 +22,18 @@ other error on one rank, or an uncaught exception, aborts the whole MPI job
 wait for it forever (:func:`abort`); a rank killed by a signal is noticed
 by ``mpiexec``, which then stops the rest. A rank that stops without
 dying (SIGSTOP, a hung file system, a deadlock) would leave the others
-waiting forever: a watchdog thread on every rank (:class:`Watchdog`) ends
+waiting forever: a watchdog thread on every rank (:mod:`vae.watchdog`) ends
 the job when its rank has made no progress for ``--rank-timeout`` seconds
-(:data:`RANK_TIMEOUT` by default, as the ``timeout`` of PyTorch's process
+(:data:`vae.watchdog.RANK_TIMEOUT` by default, as the ``timeout`` of PyTorch's process
 groups).
 """
-import contextlib
-import functools
 import os
 import sys
-import threading
 import time
 
 import numpy
+
+from vae import watchdog
 
 #: ``--communicator`` names: ChainerMN's communicators this project offers.
 #: ``naive`` averages each gradient array with one MPI call, from CPU or
@@ -56,15 +55,6 @@ _EVERY_RANK = '_vae_raised_on_every_rank'
 #: forwards the ranks' output through pipes, and an abort that comes first
 #: can kill the job before the message is through (seen under load).
 ABORT_GRACE = 1.0
-
-
-#: Seconds a rank may go without progress before its watchdog ends the
-#: job (``--rank-timeout``): half an hour, the default ``timeout`` of
-#: PyTorch's process groups; 0 means no limit.
-RANK_TIMEOUT = 1800
-
-#: The watchdog of this rank while one watches (:func:`watched`).
-_watchdog = None
 
 
 class DistributedError(RuntimeError):
@@ -236,7 +226,7 @@ def root_first(comm, func):
             error = e
     outcome = (value, None if error is None else str(error))
     value, message = comm.bcast_obj(outcome if comm.rank == 0 else None)
-    progress()
+    watchdog.progress()
     if message is not None:
         raise every_rank(error or DistributedError(message))
     return value
@@ -261,7 +251,7 @@ def agree(comm, func):
     except Exception as e:  # compared with the other ranks' below
         error = e
     messages = comm.mpi_comm.allgather(None if error is None else str(error))
-    progress()
+    watchdog.progress()
     failed = [(r, m) for r, m in enumerate(messages) if m is not None]
     if not failed:
         return value
@@ -315,101 +305,6 @@ def abort(comm, message):
     sys.stderr.flush()
     time.sleep(ABORT_GRACE)
     comm.mpi_comm.Abort(1)
-
-
-class Watchdog:
-    """Ends the MPI job when this rank has made no progress for ``timeout``
-    seconds.
-
-    A thread checks how long ago :meth:`pet` was last called (the training
-    loop calls it every iteration, an evaluation every batch or chunk, and
-    :func:`agree` and :func:`root_first` after each exchange: see
-    :func:`progress`). Past ``timeout`` it says so in one line naming the
-    rank and ``--rank-timeout``, and aborts the job (:func:`abort`). A rank
-    that waits for a stopped one makes no progress either, so the job ends
-    even where the stopped rank cannot say anything.
-
-    Args:
-        comm: The communicator (its ``mpi_comm.Abort`` ends the job).
-        timeout (float): Seconds without progress that end the job.
-    """
-
-    def __init__(self, comm, timeout):
-        self._comm = comm
-        self.timeout = timeout
-        self._last = time.monotonic()
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True,
-                                        name='rank-watchdog')
-
-    def pet(self):
-        """This rank made progress: the time without it starts again."""
-        self._last = time.monotonic()
-
-    def idle(self):
-        """Seconds since the last progress."""
-        return time.monotonic() - self._last
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._stopped.set()
-        if self._thread.is_alive() and \
-                self._thread is not threading.current_thread():
-            self._thread.join()
-
-    def _watch(self):
-        interval = min(max(self.timeout / 20.0, 0.05), 10.0)
-        while not self._stopped.wait(interval):
-            if self.idle() >= self.timeout:
-                self.expire()
-                return
-
-    def expire(self):
-        """End the job: one line naming the rank and the flag, then
-        ``MPI_Abort``."""
-        abort(self._comm, 'error: no progress on rank %d of %d for %g s '
-              '(--rank-timeout): this rank, or a rank it waits for, is '
-              'stopped or hangs; stopping every rank (a larger '
-              '--rank-timeout allows slower steps)'
-              % (self._comm.rank, self._comm.size, self.timeout))
-
-
-@contextlib.contextmanager
-def watched(comm, timeout=RANK_TIMEOUT):
-    """Within, a :class:`Watchdog` watches this rank (none without a
-    communicator or with ``timeout`` 0); :func:`progress` pets it. Yields
-    the watchdog or ``None``."""
-    global _watchdog
-    if comm is None or not timeout:
-        yield None
-        return
-    dog = Watchdog(comm, timeout).start()
-    _watchdog = dog
-    try:
-        yield dog
-    finally:
-        _watchdog = None
-        dog.stop()
-
-
-def progress():
-    """Say that this rank has made progress (its watchdog, where one
-    watches, starts counting again)."""
-    dog = _watchdog
-    if dog is not None:
-        dog.pet()
-
-
-def with_progress(func):
-    """``func`` that says :func:`progress` before each call."""
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        progress()
-        return func(*args, **kwargs)
-    return wrapper
 
 
 def share(dataset, comm, seed=None, rank_seed=None):

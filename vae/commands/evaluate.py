@@ -32,6 +32,7 @@ from vae import config as config_lib
 from vae import device as device_lib
 from vae import data as mnist
 from vae import parallel
+from vae import watchdog
 from vae.eval import estimators
 from vae import memory
 from vae.atomic import output_file, write_text
@@ -118,7 +119,7 @@ def main(argv=None):
     with cli.stopped_in_one_line(STOPPED):
         comm = parallel.communicator_or_exit(args.communicator)
         try:
-            with parallel.watched(comm, args.rank_timeout):
+            with watchdog.watched(comm, args.rank_timeout):
                 return run(args, comm)
         except KeyboardInterrupt as e:
             if comm is None:

@@ -21,6 +21,7 @@ from vae import device as device_lib  # NOQA: E402
 from vae import data as mnist
 from vae.train import trainer
 from vae import parallel  # NOQA: E402
+from vae import watchdog
 from vae.memory import MemoryEstimateError  # NOQA: E402
 from vae.model import ACTIVATIONS  # NOQA: E402
 from vae.train.resume import ResumeError  # NOQA: E402
@@ -104,7 +105,7 @@ def main(argv=None):
     comm = None
     try:
         comm = parallel.create_communicator(args.communicator)
-        with parallel.watched(comm, args.rank_timeout):
+        with watchdog.watched(comm, args.rank_timeout):
             args.progress = args.progress and parallel.is_root(comm)
             config, device, (train_data, test_data) = parallel.agree(
                 comm, lambda: setup(args, comm))

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from vae import device as device_lib
 from vae import parallel
+from vae import watchdog
 from vae.kernels import elbo as terms
 from vae.kernels.elbo import log_normal_diag, log_standard_normal  # NOQA: F401
 from vae.eval.inference import device_batches, inference_mode
@@ -119,7 +120,7 @@ def _elbo_sums(model, x, k, batchsize, encoded=None, seed=None,
     for i, (xb, mu, ln_var) in enumerate(
             _encoded_batches(model, x, batchsize, encoded)):
         _reseed(model, seed, 0, first_batch + i)
-        parallel.progress()  # for the watchdog of --rank-timeout
+        watchdog.progress()  # for the watchdog of --rank-timeout
         with inference_mode():
             z = sample_q(model, mu, ln_var, k)  # (k, B, L)
             logits = model.decode(z.reshape(-1, z.shape[-1]),
@@ -168,7 +169,7 @@ def log_likelihood(model, x, K=DEFAULT_IW_SAMPLES, chunk=DEFAULT_CHUNK,
             acc = numpy.full(len(xb), -numpy.inf)  # (B,) running logsumexp
             for start in range(0, K, chunk):
                 n = min(chunk, K - start)
-                parallel.progress()
+                watchdog.progress()
                 log_w = device_lib.to_cpu(
                     log_importance_weights(model, xb, mu, ln_var, n))
                 acc = numpy.logaddexp.accumulate(

@@ -28,8 +28,6 @@ import collections
 import numpy
 
 from vae.kernels import elbo
-
-
 from vae.kernels import fused
 
 _F32 = numpy.float32
@@ -53,51 +51,37 @@ def _kernel(name, in_params, out_params, body):
 
 # -- activations: forward (a -> h) and backward (a, h, gh -> ga) -------------
 
-@_kernel('vae_softplus', 'T a', 'T h',
-         'h = fmax(a, (T)0) + log1p(exp(-fabs(a)));')
-def _softplus(a, h):
-    h[...] = elbo.softplus(a)
+#: activation -> the C bodies of its forward (a -> h) and backward
+#: (a, h, gh -> ga) kernels; their references are vae.kernels.fused.KERNELS'.
+_ACTIVATION_BODIES = {
+    'softplus': ('h = fmax(a, (T)0) + log1p(exp(-fabs(a)));',
+                 'ga = ((T)1 - (T)1 / ((T)1 + exp(a))) * gh;'),
+    'tanh': ('h = tanh(a);',
+             'ga = ((T)1 - h * h) * gh;'),
+    'sigmoid': ('h = tanh(a * (T)0.5) * (T)0.5 + (T)0.5;',
+                'ga = gh * h * ((T)1 - h);'),
+    'relu': ('h = (isnan(a) || a > (T)0) ? a : (T)0;',
+             'ga = gh * (T)(h > (T)0);'),
+}
 
 
-@_kernel('vae_softplus_grad', 'T a, T h, T gh', 'T ga',
-         'ga = ((T)1 - (T)1 / ((T)1 + exp(a))) * gh;')
-def _softplus_grad(a, h, gh, ga):
-    ga[...] = fused.softplus_grad(a, h, gh)
+def _activation_kernels(name, forward_body, backward_body):
+    """Register the two kernels of activation ``name``."""
+    forward, backward = fused.KERNELS[name]
+
+    def run_forward(a, h):
+        h[...] = forward(a)
+
+    def run_backward(a, h, gh, ga):
+        ga[...] = backward(a, h, gh)
+
+    _kernel('vae_' + name, 'T a', 'T h', forward_body)(run_forward)
+    _kernel('vae_%s_grad' % name, 'T a, T h, T gh', 'T ga',
+            backward_body)(run_backward)
 
 
-@_kernel('vae_tanh', 'T a', 'T h', 'h = tanh(a);')
-def _tanh(a, h):
-    h[...] = fused.tanh(a)
-
-
-@_kernel('vae_tanh_grad', 'T a, T h, T gh', 'T ga',
-         'ga = ((T)1 - h * h) * gh;')
-def _tanh_grad(a, h, gh, ga):
-    ga[...] = fused.tanh_grad(a, h, gh)
-
-
-@_kernel('vae_sigmoid', 'T a', 'T h',
-         'h = tanh(a * (T)0.5) * (T)0.5 + (T)0.5;')
-def _sigmoid(a, h):
-    h[...] = fused.sigmoid(a)
-
-
-@_kernel('vae_sigmoid_grad', 'T a, T h, T gh', 'T ga',
-         'ga = gh * h * ((T)1 - h);')
-def _sigmoid_grad(a, h, gh, ga):
-    ga[...] = fused.sigmoid_grad(a, h, gh)
-
-
-@_kernel('vae_relu', 'T a', 'T h',
-         'h = (isnan(a) || a > (T)0) ? a : (T)0;')
-def _relu(a, h):
-    h[...] = fused.relu(a)
-
-
-@_kernel('vae_relu_grad', 'T a, T h, T gh', 'T ga',
-         'ga = gh * (T)(h > (T)0);')
-def _relu_grad(a, h, gh, ga):
-    ga[...] = fused.relu_grad(a, h, gh)
+for _name, (_forward, _backward) in _ACTIVATION_BODIES.items():
+    _activation_kernels(_name, _forward, _backward)
 
 
 #: activation -> (forward kernel's name, backward kernel's name)

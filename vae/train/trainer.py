@@ -29,6 +29,7 @@ from vae import atomic, config as config_lib
 from vae import device as device_lib
 from vae import memory
 from vae import parallel
+from vae import watchdog
 from vae.train import extensions as vae_extensions
 from vae.kernels import cpu as fast_lib
 from vae.train import resume as resume_lib
@@ -98,6 +99,7 @@ def training_path(model, device, alpha, fast=True, cuda_graph=False,
 
     if cuda_graph:
         from vae.kernels import cuda_graph as graph_lib
+        from vae.train import graph_updater
         why_not = (
             'the CUDA graph cannot include the communicator' if comm
             else graph_lib.unsupported_reason(model, device)
@@ -110,7 +112,7 @@ def training_path(model, device, alpha, fast=True, cuda_graph=False,
             return Path('graph', make_loss_func,
                         chainer.optimizers.Adam(alpha=alpha),
                         lambda iterator, optimizer, seed, C, k:
-                        graph_lib.GraphUpdater(iterator, optimizer, device,
+                        graph_updater.GraphUpdater(iterator, optimizer, device,
                                                seed, model, k, C))
     why_not = fast and fast_lib.unsupported_reason(model, device)
     if why_not:
@@ -355,7 +357,7 @@ def _trainer(config, out, model, train_data, test_data, device, progress,
 
     eval_func = make_loss_func(C=config['C'], k=config['k_test'])
     if comm is not None:  # each batch is progress (--rank-timeout)
-        eval_func = parallel.with_progress(eval_func)
+        eval_func = watchdog.with_progress(eval_func)
     evaluator = extensions.Evaluator(test_iter, model, device=device,
                                      eval_func=eval_func)
     if comm is None:

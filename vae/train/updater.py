@@ -12,6 +12,7 @@ from chainer import training
 
 from vae import device as device_lib
 from vae import parallel
+from vae import watchdog
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -48,7 +49,7 @@ class Updater(training.updaters.StandardUpdater):
         self._comm = comm
 
     def update_core(self):
-        parallel.progress()  # for the watchdog of --rank-timeout
+        watchdog.progress()  # for the watchdog of --rank-timeout
         # the run's device current: its generator draws the noise (CuPy
         # draws from the current device's)
         with device_lib.current(self.device):

@@ -1,0 +1,115 @@
+"""The watchdog of ``--rank-timeout``: a thread on each rank of an MPI job that
+ends the whole job when its rank has made no progress for a set time (a
+rank stopped without dying, SIGSTOP or a hung file system, would otherwise
+leave the others waiting forever). The training loop and the evaluation
+say :func:`progress` at every update, batch and exchange.
+"""
+import contextlib
+import functools
+import threading
+import time
+
+#: Seconds a rank may go without progress before its watchdog ends the
+#: job (``--rank-timeout``): half an hour, the default ``timeout`` of
+#: PyTorch's process groups; 0 means no limit.
+RANK_TIMEOUT = 1800
+
+#: The watchdog of this rank while one watches (:func:`watched`).
+_watchdog = None
+
+
+class Watchdog:
+    """Ends the MPI job when this rank has made no progress for ``timeout``
+    seconds.
+
+    A thread checks how long ago :meth:`pet` was last called (the training
+    loop calls it every iteration, an evaluation every batch or chunk, and
+    :func:`agree` and :func:`root_first` after each exchange: see
+    :func:`progress`). Past ``timeout`` it says so in one line naming the
+    rank and ``--rank-timeout``, and aborts the job (:func:`vae.parallel.abort`). A rank
+    that waits for a stopped one makes no progress either, so the job ends
+    even where the stopped rank cannot say anything.
+
+    Args:
+        comm: The communicator (its ``mpi_comm.Abort`` ends the job).
+        timeout (float): Seconds without progress that end the job.
+    """
+
+    def __init__(self, comm, timeout):
+        self._comm = comm
+        self.timeout = timeout
+        self._last = time.monotonic()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True,
+                                        name='rank-watchdog')
+
+    def pet(self):
+        """This rank made progress: the time without it starts again."""
+        self._last = time.monotonic()
+
+    def idle(self):
+        """Seconds since the last progress."""
+        return time.monotonic() - self._last
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stopped.set()
+        if self._thread.is_alive() and \
+                self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _watch(self):
+        interval = min(max(self.timeout / 20.0, 0.05), 10.0)
+        while not self._stopped.wait(interval):
+            if self.idle() >= self.timeout:
+                self.expire()
+                return
+
+    def expire(self):
+        """End the job: one line naming the rank and the flag, then
+        ``MPI_Abort``."""
+        from vae import parallel  # which imports this module
+        parallel.abort(
+            self._comm, 'error: no progress on rank %d of %d for %g s '
+            '(--rank-timeout): this rank, or a rank it waits for, is '
+            'stopped or hangs; stopping every rank (a larger '
+            '--rank-timeout allows slower steps)'
+            % (self._comm.rank, self._comm.size, self.timeout))
+
+
+@contextlib.contextmanager
+def watched(comm, timeout=RANK_TIMEOUT):
+    """Within, a :class:`Watchdog` watches this rank (none without a
+    communicator or with ``timeout`` 0); :func:`progress` pets it. Yields
+    the watchdog or ``None``."""
+    global _watchdog
+    if comm is None or not timeout:
+        yield None
+        return
+    dog = Watchdog(comm, timeout).start()
+    _watchdog = dog
+    try:
+        yield dog
+    finally:
+        _watchdog = None
+        dog.stop()
+
+
+def progress():
+    """Say that this rank has made progress (its watchdog, where one
+    watches, starts counting again)."""
+    dog = _watchdog
+    if dog is not None:
+        dog.pet()
+
+
+def with_progress(func):
+    """``func`` that says :func:`progress` before each call."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        progress()
+        return func(*args, **kwargs)
+    return wrapper
