@@ -17,18 +17,12 @@ import zipfile
 import numpy
 import pytest
 
-from testutil import (BAD_MODEL_FILES, ROOT, assert_one_line_error, command,
-                      interrupt_at, load_script)
+from testutil import (BAD_MODEL_FILES, ROOT, SMALL_RUN, assert_one_line_error,
+                      command, interrupt_at, train_in_background,
+                      train_small)
 from vae.train import run_folder
 
 train_script = command('train')
-
-SMALL = ['--test', '--n-hidden', '16', '-z', '2', '--no-progress']
-
-
-def train(out, mnist_dir, *extra):
-    return train_script.main(SMALL + ['--data-dir', mnist_dir, '-o',
-                                      str(out)] + list(extra))
 
 
 def epochs_in_log(out):
@@ -51,7 +45,7 @@ def folder_state(folder):
 def finished_run(tmp_path_factory, mnist_dir):
     """A run folder trained to epoch 2, and its state."""
     out = tmp_path_factory.mktemp('finished') / 'run'
-    assert train(out, mnist_dir, '-e', '2') == 0
+    assert train_small(out, mnist_dir, '-e', '2') == 0
     return out
 
 
@@ -61,10 +55,10 @@ def finished_run(tmp_path_factory, mnist_dir):
 def test_a_rerun_of_a_finished_run_changes_nothing(
         tmp_path, mnist_dir, capsys, epochs):
     out = tmp_path / 'run'
-    assert train(out, mnist_dir, '-e', '2') == 0
+    assert train_small(out, mnist_dir, '-e', '2') == 0
     capsys.readouterr()
     before = folder_state(out)
-    assert train(out, mnist_dir, '-e', epochs) == 0
+    assert train_small(out, mnist_dir, '-e', epochs) == 0
     captured = capsys.readouterr()
     assert captured.out == ('%s has finished 2 epochs, and --epoch %s asks '
                             'for no more; nothing was trained or written. '
@@ -76,10 +70,10 @@ def test_a_rerun_of_a_finished_run_changes_nothing(
 def test_a_larger_epoch_continues_to_exactly_that_epoch(
         tmp_path, mnist_dir):
     out = tmp_path / 'run'
-    assert train(out, mnist_dir, '-e', '2') == 0
+    assert train_small(out, mnist_dir, '-e', '2') == 0
     # the other side of a finished run: a larger --epoch still trains, to
     # exactly that epoch (the reruns that must not train are tested above)
-    assert train(out, mnist_dir, '-e', '3') == 0
+    assert train_small(out, mnist_dir, '-e', '3') == 0
     assert epochs_in_log(out) == [1, 2, 3]
     assert [e for e, _ in run_folder.snapshots(out)] == [1, 2, 3]
 
@@ -87,7 +81,7 @@ def test_a_larger_epoch_continues_to_exactly_that_epoch(
 def test_resume_from_a_snapshot_past_the_epoch_changes_nothing(
         tmp_path, finished_run, mnist_dir, capsys):
     out = tmp_path / 'other'
-    assert train(out, mnist_dir, '-e', '2', '--resume',
+    assert train_small(out, mnist_dir, '-e', '2', '--resume',
                  str(finished_run / 'snapshot_epoch_2')) == 0
     assert 'has finished 2 epochs' in capsys.readouterr().out
     assert not out.exists()
@@ -107,7 +101,7 @@ def test_a_lock_taken_over_is_rewritten_from_its_start(tmp_path):
 
 def test_a_refused_resume_leaves_no_empty_out(tmp_path, mnist_dir):
     with pytest.raises(SystemExit) as info:
-        train(tmp_path / 'new', mnist_dir, '--resume',
+        train_small(tmp_path / 'new', mnist_dir, '--resume',
               str(tmp_path / 'missing'))
     assert_one_line_error(info, 'snapshot not found')
     assert not (tmp_path / 'new').exists()
@@ -119,7 +113,7 @@ def test_a_size_given_under_both_names_names_both(tmp_path, mnist_dir):
     config = tmp_path / 'both.json'
     config.write_text('{"dim_z": 2, "n_latent": 3}')
     with pytest.raises(SystemExit) as info:
-        train(tmp_path / 'run', mnist_dir, '--config', str(config))
+        train_small(tmp_path / 'run', mnist_dir, '--config', str(config))
     assert_one_line_error(info, 'gives n_latent twice (as dim_z and '
                           'n_latent); keep one')
     assert not (tmp_path / 'run').exists()
@@ -127,7 +121,7 @@ def test_a_size_given_under_both_names_names_both(tmp_path, mnist_dir):
 
 def test_a_config_that_is_a_device_is_refused(tmp_path, mnist_dir):
     with pytest.raises(SystemExit) as info:
-        train(tmp_path / 'run', mnist_dir, '--config', os.devnull)
+        train_small(tmp_path / 'run', mnist_dir, '--config', os.devnull)
     assert_one_line_error(info, 'config file %s is not a regular file'
                           % os.devnull)
 
@@ -136,7 +130,7 @@ def test_a_huge_config_is_refused(tmp_path, mnist_dir):
     config = tmp_path / 'huge.json'
     config.write_text('{"_comment": "%s"}' % ('x' * (1 << 20)))
     with pytest.raises(SystemExit) as info:
-        train(tmp_path / 'run', mnist_dir, '--config', str(config))
+        train_small(tmp_path / 'run', mnist_dir, '--config', str(config))
     assert_one_line_error(info, 'is larger than 1048576 bytes')
 
 
@@ -187,7 +181,7 @@ def test_a_damaged_snapshot_is_named_in_one_line(
     snapshot.write_bytes((finished_run / 'snapshot_epoch_2').read_bytes())
     damage(str(snapshot))
     with pytest.raises(SystemExit) as info:
-        train(tmp_path / 'run', mnist_dir, '-e', '3', '--resume',
+        train_small(tmp_path / 'run', mnist_dir, '-e', '3', '--resume',
               str(snapshot))
     assert_one_line_error(info, message)
     assert 'delete it to continue from an earlier snapshot' in str(
@@ -202,7 +196,7 @@ def test_a_launch_of_several_processes_needs_the_communicator(
         tmp_path, mnist_dir, monkeypatch, variable):
     monkeypatch.setenv(variable, '2')
     with pytest.raises(SystemExit) as info:
-        train(tmp_path / 'run', mnist_dir)
+        train_small(tmp_path / 'run', mnist_dir)
     assert_one_line_error(info, 'one of 2 processes started by an MPI '
                           'launcher (%s=2) but --communicator is not given'
                           % variable)
@@ -222,7 +216,7 @@ def test_ctrl_c_says_where_training_stopped(tmp_path, mnist_dir,
     out = tmp_path / 'run'
     interrupt_at(monkeypatch, 25)  # in epoch 3: 10 iterations an epoch
     with pytest.raises(SystemExit) as info:
-        train(out, mnist_dir, '-e', '3')
+        train_small(out, mnist_dir, '-e', '3')
     assert_one_line_error(info, 'training stopped by Ctrl-C at epoch 2.40 '
                           '(iteration 24); what it had written is intact: '
                           'snapshot_epoch_2, model.npz. Run the same command '
@@ -231,15 +225,10 @@ def test_ctrl_c_says_where_training_stopped(tmp_path, mnist_dir,
 
 def test_sigterm_says_where_training_stopped(tmp_path, mnist_dir):
     out = tmp_path / 'run'
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / 'scripts' / 'train.py')] + SMALL
-        + ['--data-dir', mnist_dir, '-o', str(out), '-e', '50'],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = train_in_background(out, mnist_dir, 50,
+                                  stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE)
     try:
-        deadline = time.time() + 60
-        while not (out / 'snapshot_epoch_1').exists():
-            assert process.poll() is None and time.time() < deadline
-            time.sleep(0.05)
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=60)
     finally:
@@ -708,7 +697,7 @@ def test_a_full_disk_during_training_is_one_line(tmp_path, mnist_dir):
     out = tmp_path / 'run'
     done = subprocess.run(
         [sys.executable, str(ROOT / 'tests' / 'script_driver.py'),
-         'full=snapshot_epoch_2:20000', 'train'] + SMALL
+         'full=snapshot_epoch_2:20000', 'train'] + SMALL_RUN
         + ['--data-dir', mnist_dir, '-o', str(out), '-e', '3'],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         timeout=300)

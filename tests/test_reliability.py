@@ -9,28 +9,18 @@ article's own model files refused.
 import json
 import os
 import subprocess
-import sys
-import time
 
 import chainer
 import numpy
 import pytest
 
-from testutil import ROOT, command
+from testutil import command, train_in_background, train_small
 from vae import VAE
 from vae.train import run_folder
 from vae.train.model_files import load_model, save_model
 
-train_script = command('train')
 evaluate_script = command('evaluate')
 plot_latent = command('plot_latent')
-
-SMALL = ['--test', '--n-hidden', '16', '-z', '2', '--no-progress']
-
-
-def train(out, mnist_dir, *extra):
-    return train_script.main(SMALL + ['--data-dir', mnist_dir, '-o',
-                                      str(out)] + list(extra))
 
 
 class Payload(object):
@@ -55,14 +45,14 @@ def poison(snapshot, key, marker):
 @pytest.mark.parametrize('how', ['automatic', '--resume'])
 def test_a_snapshot_that_would_run_code_is_refused(tmp_path, mnist_dir, how):
     out = tmp_path / 'run'
-    train(out, mnist_dir, '-e', '1')
+    train_small(out, mnist_dir, '-e', '1')
     snapshot = out / 'snapshot_epoch_1'
     marker = tmp_path / 'pwned'
     poison(snapshot, 'updater/iterator:main/current_position', marker)
     target = out if how == 'automatic' else tmp_path / 'other'
     extra = [] if how == 'automatic' else ['--resume', str(snapshot)]
     with pytest.raises(SystemExit) as info:
-        train(target, mnist_dir, '-e', '2', *extra)
+        train_small(target, mnist_dir, '-e', '2', *extra)
     message = str(info.value.code)
     assert str(snapshot) in message
     assert 'updater/iterator:main/current_position' in message
@@ -77,17 +67,11 @@ def test_a_snapshot_that_would_run_code_is_refused(tmp_path, mnist_dir, how):
 
 def test_a_second_run_into_a_busy_folder_is_refused(tmp_path, mnist_dir):
     out = tmp_path / 'run'
-    first = subprocess.Popen(
-        [sys.executable, str(ROOT / 'scripts' / 'train.py')] + SMALL
-        + ['--data-dir', mnist_dir, '-o', str(out), '-e', '25'],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = train_in_background(out, mnist_dir, 25, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
     try:
-        deadline = time.time() + 60
-        while not (out / 'snapshot_epoch_1').exists():
-            assert first.poll() is None and time.time() < deadline
-            time.sleep(0.05)
         with pytest.raises(SystemExit) as info:
-            train(out, mnist_dir, '-e', '25', '--seed', '1')
+            train_small(out, mnist_dir, '-e', '25', '--seed', '1')
         message = str(info.value.code)
         assert 'in use by another run (PID %d on ' % first.pid in message
         assert first.poll() is None  # the first went on meanwhile
@@ -107,7 +91,7 @@ def test_a_lock_left_by_a_dead_run_is_taken_over(tmp_path, mnist_dir,
     out.mkdir()
     (out / '.lock').write_text(json.dumps(
         {'pid': 999999, 'host': 'elsewhere', 'started': '2026-01-01'}))
-    assert train(out, mnist_dir, '-e', '1') == 0
+    assert train_small(out, mnist_dir, '-e', '1') == 0
     assert ('took over the lock of a run that ended without releasing it '
             '(PID 999999 on elsewhere since 2026-01-01)'
             in capsys.readouterr().err)
@@ -118,13 +102,13 @@ def test_a_lock_left_by_a_dead_run_is_taken_over(tmp_path, mnist_dir,
 def test_a_batch_larger_than_the_data_is_refused(tmp_path, mnist_dir, batch):
     with pytest.raises(SystemExit, match='error: batchsize %s is larger '
                        'than the 1000 training images' % batch):
-        train(tmp_path / 'run', mnist_dir, '-e', '2', '-b', batch)
+        train_small(tmp_path / 'run', mnist_dir, '-e', '2', '-b', batch)
     assert not (tmp_path / 'run').exists()
 
 
 def test_an_epoch_is_one_pass_whatever_the_batch(tmp_path, mnist_dir):
     out = tmp_path / 'run'
-    train(out, mnist_dir, '-e', '3', '-b', '1000')  # one iteration an epoch
+    train_small(out, mnist_dir, '-e', '3', '-b', '1000')  # one iteration an epoch
     log = json.loads((out / 'log').read_text())
     assert [(e['epoch'], e['iteration']) for e in log] == [
         (1, 1), (2, 2), (3, 3)]
@@ -162,16 +146,16 @@ def test_evaluate_checks_its_output_before_the_work(
 
 def test_resume_from_a_snapshot_checks_its_settings(tmp_path, mnist_dir):
     first = tmp_path / 'first'
-    train(first, mnist_dir, '-e', '1')
+    train_small(first, mnist_dir, '-e', '1')
     snapshot = str(first / 'snapshot_epoch_1')
     other = tmp_path / 'other'
     with pytest.raises(SystemExit, match=r"snapshot .*snapshot_epoch_1 holds "
                        r"a run of other settings \(alpha=0.001 there, 0.01 "
                        r"now\)"):
-        train(other, mnist_dir, '-e', '2', '--alpha', '0.01',
+        train_small(other, mnist_dir, '-e', '2', '--alpha', '0.01',
               '--resume', snapshot)
     assert not (other / 'config.json').exists()
-    assert train(other, mnist_dir, '-e', '2', '--resume', snapshot) == 0
+    assert train_small(other, mnist_dir, '-e', '2', '--resume', snapshot) == 0
     log = json.loads((other / 'log').read_text())
     assert [e['epoch'] for e in log] == [1, 2]
 
@@ -182,16 +166,16 @@ def test_resume_from_a_snapshot_checks_its_settings(tmp_path, mnist_dir):
     lone.parent.mkdir()
     numpy.savez(open(lone, 'wb'), **bare)
     with pytest.raises(SystemExit, match='carries no record of the settings'):
-        train(tmp_path / 'third', mnist_dir, '-e', '2', '--resume', str(lone))
+        train_small(tmp_path / 'third', mnist_dir, '-e', '2', '--resume', str(lone))
     config = tmp_path / 'settings.json'
     config.write_text(json.dumps({'n_latent': 2, 'n_h': 16}))
-    assert train(tmp_path / 'third', mnist_dir, '-e', '2', '--resume',
+    assert train_small(tmp_path / 'third', mnist_dir, '-e', '2', '--resume',
                  str(lone), '--config', str(config)) == 0
 
 
 def test_leftovers_of_a_killed_run_are_removed(tmp_path, mnist_dir, capsys):
     out = tmp_path / 'run'
-    train(out, mnist_dir, '-e', '1')
+    train_small(out, mnist_dir, '-e', '1')
     debris = ['.model.k2j4_x9a.tmp.npz', '.snapshot_epoch_2.abcd1234.tmp',
               '.log.zz99yy88.tmp']
     for name in debris:
@@ -200,7 +184,7 @@ def test_leftovers_of_a_killed_run_are_removed(tmp_path, mnist_dir, capsys):
     kept = ['.notes', 'tmp_mine', 'model.npz.bak']
     for name in kept:
         (out / name).write_text('mine')
-    train(out, mnist_dir, '-e', '2')
+    train_small(out, mnist_dir, '-e', '2')
     names = set(os.listdir(out))
     assert not names & set(debris + ['tmpsnapshot_epoch_2q1w2e3r4'])
     assert set(kept) <= names
@@ -214,10 +198,10 @@ def test_the_graph_is_drawn_for_the_run_that_writes_it(
     from testutil import interrupt_at
     interrupt_at(monkeypatch, 1)  # an attempt that dies at once
     with pytest.raises(SystemExit, match='stopped by Ctrl-C'):
-        train(out, mnist_dir, '-e', '1', '-z', '5')
+        train_small(out, mnist_dir, '-e', '1', '-z', '5')
     monkeypatch.undo()
     assert ', 5)' in (out / 'cg.dot').read_text()
-    train(out, mnist_dir, '-e', '1', '-z', '3')
+    train_small(out, mnist_dir, '-e', '1', '-z', '3')
     graph = (out / 'cg.dot').read_text()
     assert ', 5)' not in graph and '(100, 3)' in graph
 

@@ -6,7 +6,6 @@ import pytest
 
 from standin import (CaptureError, fake_nvmath, replaying_capture,
                      stand_in_gpu)
-from vae.kernels import cuda_graph
 from vae.kernels import cublas as cublas_lib
 from vae import device as device_lib
 

@@ -2,7 +2,9 @@
 import importlib.util
 import os
 import pathlib
+import subprocess
 import sys
+import time
 
 import numpy
 import pytest
@@ -26,6 +28,34 @@ def tiny_config(**overrides):
 def command(name):
     """The command ``vae.commands.<name>`` (``scripts/<name>.py`` runs it)."""
     return importlib.import_module('vae.commands.' + name)
+
+
+#: The flags of a small training run: the --test subset, 784-16-16-2.
+SMALL_RUN = ['--test', '--n-hidden', '16', '-z', '2', '--no-progress']
+
+
+def train_small(out, mnist_dir, *extra):
+    """The train command on a small run into ``out``; its exit status."""
+    return command('train').main(SMALL_RUN + ['--data-dir', mnist_dir, '-o',
+                                              str(out)] + list(extra))
+
+
+def train_in_background(out, mnist_dir, epochs, **popen_args):
+    """``scripts/train.py`` on a small run, as a process of its own, once
+    it has written its first snapshot (the caller ends it)."""
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPTS / 'train.py')] + SMALL_RUN
+        + ['--data-dir', mnist_dir, '-o', str(out), '-e', str(epochs)],
+        text=True, **popen_args)
+    deadline = time.time() + 60
+    while not (pathlib.Path(out) / 'snapshot_epoch_1').exists():
+        if process.poll() is not None or time.time() >= deadline:
+            process.kill()
+            output, _ = process.communicate()
+            raise AssertionError('training ended or hung before its first '
+                                 'snapshot: %s' % output)
+        time.sleep(0.05)
+    return process
 
 
 def load_script(name):
