@@ -8,16 +8,16 @@
     python scripts/benchmark.py --ranks 1 2          # over 1 and 2 processes
 
 For each batch size it times training steps of the article's network
-(784-500-500-20, softplus, Adam, k = 1) as ``scripts/train.py`` takes them
-(the updater with its iterator, converter, NaN guard, forward, backward and
-Adam step) on two paths: ``plain`` (Chainer's functions and Adam, the
-reference) and ``fast`` (vae/kernels/cpu.py: one fused loss node and the flat Adam;
-CPU only). In the same rounds it times the float32 matrix products that one
-step performs, with the same shapes and transposes, and a large square
-product, and reports the fraction of the step-GEMM rate that training
-reaches. Timed blocks of steps alternate between the paths and the GEMMs, so
-that the load of other processes drifts over all of them alike: compare
-within one run, and read the ratios rather than the absolute values.
+(784-500-500-20, softplus, Adam, k = 1) as ``scripts/train.py`` takes them (the
+updater with its iterator, converter, NaN guard, forward, backward and Adam
+step) on two paths: ``plain`` (Chainer's functions and Adam, the reference) and
+``fast`` (vae/kernels/cpu.py: one fused loss node and the flat Adam; CPU only).
+In the same rounds it times the float32 matrix products that one step performs,
+with the same shapes and transposes, and a large square product, and reports
+the fraction of the step-GEMM rate that training reaches. Timed blocks of steps
+alternate between the paths and the GEMMs, so that the load of other processes
+drifts over all of them alike: compare within one run, and read the ratios
+rather than the absolute values.
 
 At batch 100 (50 with --quick) it also splits a fast step, in the same
 rounds: its matrix products alone, its loss node's arithmetic alone (the

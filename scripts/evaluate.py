@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Evaluate a VAE on MNIST: -ELBO, importance-sampled -log p(x), active units.
 
-The command is vae/commands/evaluate.py (installed as ``vae-evaluate``); see --help.
+The command is vae/commands/evaluate.py (installed as ``vae-evaluate``); see
+--help.
 """
 import sys
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Regenerate the figures of "Variational Autoencoder徹底解説" from a model.
 
-The command is vae/commands/plot_latent.py (installed as ``vae-plot``); see --help.
+The command is vae/commands/plot_latent.py (installed as ``vae-plot``); see
+--help.
 """
 import sys
 

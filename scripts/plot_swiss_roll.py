@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """The manifold hypothesis figures of "Variational Autoencoder徹底解説".
 
-The command is vae/commands/plot_swiss_roll.py (installed as ``vae-swiss-roll``); see --help.
+The command is vae/commands/plot_swiss_roll.py (installed as
+``vae-swiss-roll``); see --help.
 """
 import sys
 

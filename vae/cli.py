@@ -126,7 +126,7 @@ def add_communicator_argument(parser):
                         help='run as one rank of `mpiexec -n N ...` with '
                         "this ChainerMN communicator (naive on CPUs; flat or "
                         'pure_nccl between GPUs); needs the mpi extra (see '
-                        'README "Several processes"). Default: one process')
+                        'docs/processes.md). Default: one process')
     parser.add_argument('--rank-timeout', type=seconds, default=RANK_TIMEOUT,
                         metavar='SECONDS',
                         help='under --communicator, end the whole job when a '

@@ -5,7 +5,7 @@ The rest of the project is written once for both: it moves the model with
 calls the functions below where a GPU needs something the CPU does not.
 ``tests/test_device.py`` runs each of them on the CPU through a stand-in
 for a GPU and CuPy (``tests/standin.py``); what only a real GPU can check is
-listed in the README ("GPU").
+listed in docs/gpu.md.
 
 Random numbers. NumPy's global generator serves the CPU: it draws the
 initial weights, the shuffling and, on the CPU, the noise of the
@@ -216,18 +216,18 @@ def capture(device, stream, func):
 
 
 #: OpenBLAS's kernels for x86 CPUs without AVX (threadpoolctl's
-#: ``architecture``, compared in lower case): what OpenBLAS runs where it
-#: does not know the CPU. ``Prescott`` is its fallback for an unknown CPU
-#: (NumPy 1.26's OpenBLAS 0.3.23 picks it on some current Intel CPUs),
-#: ``Nehalem`` and ``Core2`` those for unknown Intel models without AVX in
-#: some versions, ``Generic`` the plain C kernel of a build without x86
-#: kernels (and BLIS's generic configuration); the others are the kernels
-#: of CPUs older than AVX (NumPy 2.4's OpenBLAS 0.3.31 names a forced
-#: Prescott or Core2 ``Katmai``). All use 128-bit SSE: on a CPU with AVX2 (256-bit
-#: FMA) a product runs at a third to a half of its speed or less.
-#: ``Sandybridge`` (AVX without FMA) and the Bulldozer family are left
-#: out: real kernels of AVX machines, which one may choose on purpose
-#: (``make test-kernels`` runs the numerical tests under Sandybridge).
+#: ``architecture``, compared in lower case): what OpenBLAS runs where it does
+#: not know the CPU. ``Prescott`` is its fallback for an unknown CPU (NumPy
+#: 1.26's OpenBLAS 0.3.23 picks it on some current Intel CPUs), ``Nehalem`` and
+#: ``Core2`` those for unknown Intel models without AVX in some versions,
+#: ``Generic`` the plain C kernel of a build without x86 kernels (and BLIS's
+#: generic configuration); the others are the kernels of CPUs older than AVX
+#: (NumPy 2.4's OpenBLAS 0.3.31 names a forced Prescott or Core2 ``Katmai``).
+#: All use 128-bit SSE: on a CPU with AVX2 (256-bit FMA) a product runs at a
+#: third to a half of its speed or less. ``Sandybridge`` (AVX without FMA) and
+#: the Bulldozer family are left out: real kernels of AVX machines, which one
+#: may choose on purpose (``make test-kernels`` runs the numerical tests under
+#: Sandybridge).
 GENERIC_KERNELS = frozenset(name.lower() for name in (
     'Generic', 'Unknown', 'Prescott', 'Katmai', 'Coppermine', 'Northwood',
     'Banias', 'Core2', 'Penryn', 'Dunnington', 'Nehalem', 'Atom', 'Nano',

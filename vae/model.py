@@ -181,9 +181,9 @@ class VAE(chainer.Chain):
         """The negative ELBO as a function of a batch.
 
         This is the loss to read. Training on the CPU runs its fused twin,
-        :func:`vae.kernels.cpu.loss_func` (one node with a hand-written backward),
-        which ``tests/test_fast.py`` proves equal to this one bit for bit:
-        the same loss, gradients and weights after training.
+        :func:`vae.kernels.cpu.loss_func` (one node with a hand-written
+        backward), which ``tests/test_fast.py`` proves equal to this one bit
+        for bit: the same loss, gradients and weights after training.
 
         Args:
             C (float): Weight of the KL term (1 gives the ELBO).

@@ -14,18 +14,17 @@ before every update, so the weights stay the same everywhere. Rank 0 alone
 holds the run folder (its lock, its leftovers, its checks) and writes every
 output and prints; the other ranks take its decisions from a broadcast.
 
-Errors. An error that every rank meets together (a setting refused by rank
-0's checks, a non-finite loss, which the ranks compare before each update)
-ends every rank with one message from rank 0 (:func:`exit_status`). Any
-other error on one rank, or an uncaught exception, aborts the whole MPI job
-(``MPI_Abort``) after a message naming that rank, so that the others do not
-wait for it forever (:func:`abort`); a rank killed by a signal is noticed
-by ``mpiexec``, which then stops the rest. A rank that stops without
-dying (SIGSTOP, a hung file system, a deadlock) would leave the others
-waiting forever: a watchdog thread on every rank (:mod:`vae.watchdog`) ends
-the job when its rank has made no progress for ``--rank-timeout`` seconds
-(:data:`vae.watchdog.RANK_TIMEOUT` by default, as the ``timeout`` of PyTorch's process
-groups).
+Errors. An error that every rank meets together (a setting refused by rank 0's
+checks, a non-finite loss, which the ranks compare before each update) ends
+every rank with one message from rank 0 (:func:`exit_status`). Any other error
+on one rank, or an uncaught exception, aborts the whole MPI job (``MPI_Abort``)
+after a message naming that rank, so that the others do not wait for it forever
+(:func:`abort`); a rank killed by a signal is noticed by ``mpiexec``, which
+then stops the rest. A rank that stops without dying (SIGSTOP, a hung file
+system, a deadlock) would leave the others waiting forever: a watchdog thread
+on every rank (:mod:`vae.watchdog`) ends the job when its rank has made no
+progress for ``--rank-timeout`` seconds (:data:`vae.watchdog.RANK_TIMEOUT` by
+default, as the ``timeout`` of PyTorch's process groups).
 """
 import os
 import sys
@@ -133,16 +132,19 @@ def check_single_process(environ=None, shares=True):
         DistributedError: naming the launcher's variable and the flag.
     """
     n, variable = launched_processes(environ)
-    if n > 1:
-        raise DistributedError(
-            'this is one of %d processes started by an MPI launcher (%s=%d) '
-            '%s, so each would do the whole work alone and write the same '
-            'files; %s' % (n, variable, n, *(
-                ('but --communicator is not given', 'add --communicator '
-                 'naive (flat or pure_nccl between GPUs), or run one process '
-                 'without mpiexec') if shares else
-                ('but this command runs as one process', 'run it without '
-                 'mpiexec'))))
+    if n <= 1:
+        return
+    if shares:
+        why = 'but --communicator is not given'
+        fix = ('add --communicator naive (flat or pure_nccl between GPUs), '
+               'or run one process without mpiexec')
+    else:
+        why = 'but this command runs as one process'
+        fix = 'run it without mpiexec'
+    raise DistributedError(
+        'this is one of %d processes started by an MPI launcher (%s=%d) %s, '
+        'so each would do the whole work alone and write the same files; %s'
+        % (n, variable, n, why, fix))
 
 
 def single_process_or_exit():
@@ -343,15 +345,15 @@ def share(dataset, comm, seed=None, rank_seed=None):
 
 def evaluate(comm, model, x, seed, k, iw_samples, iw_chunk, batchsize,
              progress=True):
-    """:func:`vae.eval.estimators.evaluate` of ``x``, its batches split over the
-    ranks (arguments as there).
+    """:func:`vae.eval.estimators.evaluate` of ``x``, its batches split over
+    the ranks (arguments as there).
 
-    ``chainermn.scatter_index`` gives each rank consecutive batches (shares
-    of at most one batch more than another, without repeats), each rank
-    evaluates its own with noise per batch from ``seed``, and rank 0
-    combines the shares in order (:func:`vae.eval.estimators.combine`): the same
-    numbers, to the last bit, as one process that evaluates ``x`` with that
-    seed, whatever the number of ranks.
+    ``chainermn.scatter_index`` gives each rank consecutive batches (shares of
+    at most one batch more than another, without repeats), each rank evaluates
+    its own with noise per batch from ``seed``, and rank 0 combines the shares
+    in order (:func:`vae.eval.estimators.combine`): the same numbers, to the
+    last bit, as one process that evaluates ``x`` with that seed, whatever the
+    number of ranks.
 
     Returns:
         dict: The result on rank 0; ``None`` on the others.

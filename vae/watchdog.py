@@ -22,12 +22,12 @@ class Watchdog:
     """Ends the MPI job when this rank has made no progress for ``timeout``
     seconds.
 
-    A thread checks how long ago :meth:`pet` was last called (the training
-    loop calls it every iteration, an evaluation every batch or chunk, and
+    A thread checks how long ago :meth:`pet` was last called (the training loop
+    calls it every iteration, an evaluation every batch or chunk, and
     :func:`agree` and :func:`root_first` after each exchange: see
-    :func:`progress`). Past ``timeout`` it says so in one line naming the
-    rank and ``--rank-timeout``, and aborts the job (:func:`vae.parallel.abort`). A rank
-    that waits for a stopped one makes no progress either, so the job ends
+    :func:`progress`). Past ``timeout`` it says so in one line naming the rank
+    and ``--rank-timeout``, and aborts the job (:func:`vae.parallel.abort`). A
+    rank that waits for a stopped one makes no progress either, so the job ends
     even where the stopped rank cannot say anything.
 
     Args:

@@ -114,8 +114,8 @@ def swiss_roll_gif(points, color, path, n_frames=36, step=10.0,
         duration (int): Milliseconds per frame.
         progress (bool): Show a progress bar.
     """
-    figure_files.write_gif(swiss_roll_frames(points, color, n_frames, step), path,
-              n_frames, duration, progress)
+    figure_files.write_gif(swiss_roll_frames(points, color, n_frames, step),
+                           path, n_frames, duration, progress)
 
 
 def build_parser():

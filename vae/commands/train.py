@@ -4,10 +4,10 @@
     python scripts/train.py --config configs/article_z2.json --out result/z2
     mpiexec -n 2 python scripts/train.py --communicator naive --out result/n2
 
-Defaults come from configs/default.json; --config FILE overrides them and
-flags override both. Everything is written under --out (see docs/trainer.md). Under
-mpiexec with --communicator, each of the N processes trains on its share of
-the data and --batchsize is the batch of one process (docs/processes.md).
+Defaults come from configs/default.json; --config FILE overrides them and flags
+override both. Everything is written under --out (see docs/training.md). Under
+mpiexec with --communicator, each of the N processes trains on its share of the
+data and --batchsize is the batch of one process (docs/processes.md).
 """
 import argparse
 import sys
@@ -84,15 +84,16 @@ def build_parser():
     cli.add_progress_argument(p)
     p.add_argument('--fast', action=argparse.BooleanOptionalAction,
                    help='on the CPU, train and evaluate with the fused loss '
-                   'and the flat Adam of vae/kernels/cpu.py: the same numbers bit '
-                   'for bit, 1.4-1.8x faster at batch 100 (see '
+                   'and the flat Adam of vae/kernels/cpu.py: the same '
+                   'numbers bit for bit, 1.4-1.8x faster at batch 100 (see '
                    'scripts/benchmark.py); --no-fast uses Chainer\'s own '
                    'functions throughout (default %s)'
                    % ('--fast' if d['fast'] else '--no-fast'))
     p.add_argument('--cuda-graph', dest='cuda_graph',
                    action=argparse.BooleanOptionalAction,
                    help='on a GPU, replay the whole training step as one '
-                   'CUDA graph (vae/kernels/cuda_graph.py; needs nvmath-python); '
+                   'CUDA graph (vae/kernels/cuda_graph.py; needs '
+                   'nvmath-python); '
                    'not yet run on a GPU, so off by default (default %s)'
                    % ('--cuda-graph' if d['cuda_graph'] else
                       '--no-cuda-graph'))

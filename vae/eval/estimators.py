@@ -49,8 +49,8 @@ DEFAULT_BATCHSIZE = 100
 ACTIVE_UNIT_THRESHOLD = 0.01
 
 def log_bernoulli(x, logits):
-    """log p(x|z) of a Bernoulli decoder: (..., D) logits, and pixels
-    broadcast against them, -> (...) (:func:`vae.kernels.elbo.bernoulli_nll`)."""
+    """log p(x|z) of a Bernoulli decoder: (..., D) logits, and pixels broadcast
+    against them, -> (...) (:func:`vae.kernels.elbo.bernoulli_nll`)."""
     return -terms.bernoulli_nll(x, logits).sum(axis=-1)
 
 

@@ -112,13 +112,13 @@ class VAELoss(function_node.FunctionNode):
 
     Inputs are ``x`` (B, n_in) followed by the parameters of
     :class:`vae.model.VAE` in the order of ``names`` (see :func:`param_names`);
-    outputs are ``loss``, ``reconstr`` and ``kl``, three float32 scalars
-    with the meaning of :meth:`vae.model.VAE.get_loss_func`. The arithmetic is
-    :func:`vae.kernels.fused.forward` and :func:`vae.kernels.fused.backward` on NumPy.
-    Backward gives the parameters' gradients (not the data's) and is not
+    outputs are ``loss``, ``reconstr`` and ``kl``, three float32 scalars with
+    the meaning of :meth:`vae.model.VAE.get_loss_func`. The arithmetic is
+    :func:`vae.kernels.fused.forward` and :func:`vae.kernels.fused.backward` on
+    NumPy. Backward gives the parameters' gradients (not the data's) and is not
     itself differentiable (no double backprop). The gradients come back as
-    views of one flat float32 array, in input order, so that
-    :class:`FlatAdam` uses them without a copy.
+    views of one flat float32 array, in input order, so that :class:`FlatAdam`
+    uses them without a copy.
 
     Args:
         names (sequence of str): Parameter names, e.g. ``'/le1/W'``.

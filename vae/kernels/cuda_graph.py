@@ -1,18 +1,18 @@
 """The whole training step on a GPU as one CUDA graph, replayed each
 iteration (``train.py --gpu N --cuda-graph``).
 
-On a GPU, Chainer launches a hundred small kernels a step, each through
-Python, and the GPU waits on Python: the plain path takes 5-6 ms a step at
-batch 100 on an H200, where the matrix products need a few tens of
-microseconds. Here the step (:class:`FusedStep`) computes what
-:func:`vae.kernels.fused.forward`, :func:`vae.kernels.fused.backward` and
-:func:`vae.kernels.fused.adam` compute (the CPU fast path's arithmetic), on fixed
-device buffers: the matrix products through cuBLAS, each element-wise group
-one kernel of :mod:`vae.kernels.elementwise` (Adam one kernel over the flat buffers),
-nothing allocated. It is captured once as a CUDA graph of 53 launches at
-k = 1 (20 cuBLAS products, 33 CuPy kernels; 2 more gather the batch and
-its noise) and replayed, one graph launch an iteration. A stand-alone
-probe of this design measured 0.27 ms a step on an H200 (README, "GPU").
+On a GPU, Chainer launches a hundred small kernels a step, each through Python,
+and the GPU waits on Python: the plain path takes 5-6 ms a step at batch 100 on
+an H200, where the matrix products need a few tens of microseconds. Here the
+step (:class:`FusedStep`) computes what :func:`vae.kernels.fused.forward`,
+:func:`vae.kernels.fused.backward` and :func:`vae.kernels.fused.adam` compute
+(the CPU fast path's arithmetic), on fixed device buffers: the matrix products
+through cuBLAS, each element-wise group one kernel of
+:mod:`vae.kernels.elementwise` (Adam one kernel over the flat buffers), nothing
+allocated. It is captured once as a CUDA graph of 53 launches at k = 1 (20
+cuBLAS products, 33 CuPy kernels; 2 more gather the batch and its noise) and
+replayed, one graph launch an iteration. A stand-alone probe of this design
+measured 0.27 ms a step on an H200 (docs/gpu.md).
 
 What the capture needs, and where it is done:
 
@@ -79,12 +79,13 @@ class FusedStep(object):
     graph's weights without copies. :meth:`run` reads the batch ``x`` and the
     noise ``eps`` and updates everything in place.
 
-    The step is :func:`vae.kernels.fused.forward`, :func:`vae.kernels.fused.backward` and
-    :func:`vae.kernels.fused.adam`, operation for operation, with each element-wise
-    group one kernel of :mod:`vae.kernels.elementwise` (an activation, its gradient,
-    the sample, each term of the loss, their gradients, Adam over the flat
-    buffers) writing into a buffer allocated here: a run allocates nothing,
-    so its capture holds kernel and cuBLAS nodes only.
+    The step is :func:`vae.kernels.fused.forward`,
+    :func:`vae.kernels.fused.backward` and :func:`vae.kernels.fused.adam`,
+    operation for operation, with each element-wise group one kernel of
+    :mod:`vae.kernels.elementwise` (an activation, its gradient, the sample,
+    each term of the loss, their gradients, Adam over the flat buffers) writing
+    into a buffer allocated here: a run allocates nothing, so its capture holds
+    kernel and cuBLAS nodes only.
 
     Args:
         model (vae.model.VAE): On the device, float32.
@@ -248,8 +249,8 @@ class FusedStep(object):
 
     def run(self):
         """Forward, backward and Adam, all on the device, into the buffers
-        (what :func:`vae.kernels.fused.forward` and :func:`vae.kernels.fused.backward`
-        compute, in their order)."""
+        (what :func:`vae.kernels.fused.forward` and
+        :func:`vae.kernels.fused.backward` compute, in their order)."""
         xp, K, b, s = self.xp, self._kernels, self._b, self._by_sample
         act, act_grad = (K[name] for name in
                          kernels.ACTIVATIONS[self._activation])

@@ -7,13 +7,13 @@ same numbers in one pass of array operations over the model's parameters:
 
 * :func:`forward` and :func:`backward` are the CPU fast path's loss node
   (:class:`vae.kernels.cpu.VAELoss`) and the GPU's fused step
-  (:mod:`vae.kernels.cuda_graph`), with NumPy and with CuPy. Every operation is the
-  one Chainer 7.8.1 performs on the CPU, in the same order and precision
+  (:mod:`vae.kernels.cuda_graph`), with NumPy and with CuPy. Every operation is
+  the one Chainer 7.8.1 performs on the CPU, in the same order and precision
   (``functions/connection/linear.py``, ``activation/*.py``,
   ``noise/gaussian.py``, ``array/tile.py``, ``loss/vae.py``, and
   ``chainer/_backprop.py`` for the order in which gradients are summed), so
-  that on NumPy they equal the plain path bit for bit
-  (``tests/test_fast.py``); the CPU tests thereby check the GPU's formulas.
+  that on NumPy they equal the plain path bit for bit (``tests/test_fast.py``);
+  the CPU tests thereby check the GPU's formulas.
 * :func:`adam` is Adam's update (Kingma & Ba 2015, arXiv:1412.6980,
   Algorithm 1, with ``chainer.optimizers.Adam``'s defaults and bias
   correction) on flat buffers whose step count is an array, so that a
@@ -260,7 +260,7 @@ def bind_to_buffers(params, param_views, m_views, v_views):
                 rule.state[key] = view
 
 
-# -- Adam ----------------------------------------------------------------------
+# -- Adam -------------------------------------------------------------------
 
 #: The order of Adam's hyperparameters in the array :func:`adam` reads.
 ADAM_HYPERPARAMS = ('alpha', 'beta1', 'beta2', 'eps', 'eta')

@@ -1,9 +1,9 @@
 """The updater of every path: Chainer's StandardUpdater, guarded.
 
-Training's non-finite guard and the per-iteration reseeding of a GPU's
-noise generator live here, apart from the trainer's set-up in
-:mod:`vae.train.trainer`, so that the GPU's graph path (:mod:`vae.kernels.cuda_graph`)
-can build on it.
+Training's non-finite guard and the per-iteration reseeding of a GPU's noise
+generator live here, apart from the trainer's set-up in
+:mod:`vae.train.trainer`, so that the GPU's graph path
+(:mod:`vae.kernels.cuda_graph`) can build on it.
 """
 import functools
 import math

@@ -2,16 +2,17 @@
 
 The figures are those of "Variational Autoencoder徹底解説" (Qiita, 2017):
 reconstructions through mu, the 2-D latent scatter (with the arrow from the
-mean of the 0s to the mean of the 7s), the 25x25 map of decodes over
-z in [-2, 2]^2, the 0 -> 7 interpolation as a 9x9 sheet, a t-SNE view of the
-latent means, decodes of prior samples and the loss curves. The GIFs and the
-files of TensorBoard's projector are written by :mod:`vae.viz.figure_files`; the
-swiss roll of the manifold hypothesis by ``scripts/plot_swiss_roll.py``.
+mean of the 0s to the mean of the 7s), the 25x25 map of decodes over z in [-2,
+2]^2, the 0 -> 7 interpolation as a 9x9 sheet, a t-SNE view of the latent
+means, decodes of prior samples and the loss curves. The GIFs and the files of
+TensorBoard's projector are written by :mod:`vae.viz.figure_files`; the swiss
+roll of the manifold hypothesis by ``scripts/plot_swiss_roll.py``.
 
 Each figure function takes NumPy arrays and returns a matplotlib ``Figure``
 (saving is the caller's job). The arithmetic (tiling, grids of z,
-interpolation, class means) lives in :mod:`vae.viz.arrays`. Nothing here picks a backend: the scripts choose Agg before pyplot
-is first imported, and the figures here never touch pyplot.
+interpolation, class means) lives in :mod:`vae.viz.arrays`. Nothing here picks
+a backend: the scripts choose Agg before pyplot is first imported, and the
+figures here never touch pyplot.
 """
 import numpy
 from matplotlib import patheffects
