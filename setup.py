@@ -46,7 +46,7 @@ setup(
         "tqdm>=4.60",
         # environment.json: the BLAS library and its thread count
         "threadpoolctl>=3",
-        # vae/kernels/cpu.py: FlatAdam's one-pass update (0.60: NumPy 2, Python 3.12)
+        # vae/kernels/adam.py: FlatAdam's one-pass update (0.60: NumPy 2, Python 3.12)
         "numba>=0.60",
     ],
     entry_points={

@@ -11,7 +11,8 @@ For each batch size it times training steps of the article's network
 (784-500-500-20, softplus, Adam, k = 1) as ``scripts/train.py`` takes them (the
 updater with its iterator, converter, NaN guard, forward, backward and Adam
 step) on two paths: ``plain`` (Chainer's functions and Adam, the reference) and
-``fast`` (vae/kernels/cpu.py: one fused loss node and the flat Adam; CPU only).
+``fast`` (vae/kernels/fused.py's one loss node and vae/kernels/adam.py's flat
+Adam; CPU only).
 In the same rounds it times the float32 matrix products that one step performs,
 with the same shapes and transposes, and a large square product, and reports
 the fraction of the step-GEMM rate that training reaches. Timed blocks of steps
@@ -58,7 +59,7 @@ from vae import cli  # vae before anything imports chainer (vae/_compat.py)
 from vae import config as config_lib
 from vae import device as device_lib
 from vae import parallel
-from vae.kernels import cpu
+from vae.kernels import adam
 from vae.kernels import fused
 from vae import model as model_lib
 from vae.train import trainer as trainer_lib
@@ -267,11 +268,11 @@ def fused_pass(model, x, k=1, C=1.0):
     """One forward and backward of the fast path's loss node without
     Chainer around it: the noise, then :func:`vae.kernels.fused.forward` and
     :func:`vae.kernels.fused.backward` into a flat gradient buffer, as
-    :class:`vae.kernels.cpu.VAELoss` calls them."""
-    names = cpu.param_names(model)
+    :class:`vae.kernels.fused.VAELoss` calls them."""
+    names = adam.param_names(model)
     params = dict((name, p.array) for name, p in model.namedparams())
     flat = numpy.empty(sum(params[n].size for n in names), numpy.float32)
-    grads = dict(zip(names, fused.flat_views(
+    grads = dict(zip(names, adam.flat_views(
         flat, [params[n].shape for n in names])))
 
     def run():

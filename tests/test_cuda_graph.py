@@ -280,7 +280,7 @@ def test_the_fused_evaluation_loss_is_get_loss_funcs(gpu, images):
     x = images[1][:20]
     values = []
     for loss_func in (model.get_loss_func(C=0.7, k=10),
-                      cuda_graph.fused_loss_func(model, C=0.7, k=10)):
+                      model.get_loss_func(C=0.7, k=10, fused=True)):
         device_lib.seed(device_lib.get_device(-1), 3)
         with chainer.using_config('train', False):
             values.append(float(loss_func(x).array))

@@ -1,4 +1,5 @@
-"""vae/kernels/cpu.py against the plain path: the same numbers, bit for bit.
+"""The fused loss (vae/kernels/fused.py) and the flat Adam
+(vae/kernels/adam.py) against the plain path: the same numbers, bit for bit.
 
 The fused loss node and the flat Adam repeat Chainer's CPU arithmetic
 operation for operation, so these tests compare with exact equality; a
@@ -14,7 +15,7 @@ import numpy
 import pytest
 
 from testutil import interrupt_at, command
-from vae.kernels import cpu
+from vae.kernels import adam, fused
 from vae.model import VAE
 from vae.train.model_files import load_model
 
@@ -63,28 +64,29 @@ def assert_same(a, b):
         numpy.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
-@pytest.mark.parametrize('activation', cpu.FUSED_ACTIVATIONS)
+@pytest.mark.parametrize('activation', list(fused.KERNELS))
 @pytest.mark.parametrize('k,C', [(1, 1.0), (3, 1.0), (1, 0.3), (4, 2.5)])
 def test_fused_loss_and_gradients_equal_the_plain_path(activation, k, C):
     model = small_model(activation)
     x = images(7, 30)
     plain = loss_and_grads(model, model.get_loss_func(C=C, k=k), x)
-    fused = loss_and_grads(model, cpu.loss_func(model, C=C, k=k), x)
-    assert fused[0] == plain[0]
-    assert fused[1] == plain[1]  # loss, reconstr, kl as reported
-    assert set(fused[1]) == {'loss', 'reconstr', 'kl'}
-    assert_same(plain[2], fused[2])
+    one_node = loss_and_grads(
+        model, model.get_loss_func(C=C, k=k, fused=True), x)
+    assert one_node[0] == plain[0]
+    assert one_node[1] == plain[1]  # loss, reconstr, kl as reported
+    assert set(one_node[1]) == {'loss', 'reconstr', 'kl'}
+    assert_same(plain[2], one_node[2])
     # the same noise was drawn: the generator is in the same state after
-    numpy.testing.assert_array_equal(plain[3], fused[3])
+    numpy.testing.assert_array_equal(plain[3], one_node[3])
 
 
 def test_article_network_at_batch_100_is_bit_identical():
     model = small_model('softplus', (784, 20, 500))
     x = images(100, 784)
     plain = loss_and_grads(model, model.get_loss_func(), x)
-    fused = loss_and_grads(model, cpu.loss_func(model), x)
-    assert fused[:2] == plain[:2]
-    assert_same(plain[2], fused[2])
+    one_node = loss_and_grads(model, fused.loss_func(model), x)
+    assert one_node[:2] == plain[:2]
+    assert_same(plain[2], one_node[2])
 
 
 @pytest.mark.parametrize('term', ['reconstr', 'kl'])
@@ -94,7 +96,7 @@ def test_gradients_of_each_reported_term(term):
     x = images(5, 30)
     grads = []
     for lf in (model.get_loss_func(C=0.7, k=2),
-               cpu.loss_func(model, C=0.7, k=2)):
+               fused.loss_func(model, C=0.7, k=2)):
         numpy.random.seed(3)
         model.cleargrads()
         observe(model, lf, x)[1]['main/' + term].backward()
@@ -109,7 +111,7 @@ def test_evaluation_mode_gives_the_same_loss():
     model = small_model()
     x = images(6, 30)
     values = []
-    for lf in (model.get_loss_func(k=10), cpu.loss_func(model, k=10)):
+    for lf in (model.get_loss_func(k=10), fused.loss_func(model, k=10)):
         numpy.random.seed(0)
         with chainer.no_backprop_mode(), chainer.using_config('train', False):
             values.append(float(lf(x).array))
@@ -119,8 +121,8 @@ def test_evaluation_mode_gives_the_same_loss():
 def test_gradients_are_views_of_one_flat_array_in_name_order():
     model = small_model()
     model.cleargrads()  # as the updater does: no stale gradient to add to
-    cpu.loss_func(model)(images(4, 30)).backward()
-    names = cpu.param_names(model)
+    fused.loss_func(model)(images(4, 30)).backward()
+    names = adam.param_names(model)
     params = dict(model.namedparams())
     base = params[names[0]].grad.base
     assert base is not None and base.size == sum(p.size for p in
@@ -136,25 +138,25 @@ def test_gradients_are_views_of_one_flat_array_in_name_order():
 def test_data_gets_no_gradient():
     model = small_model()
     x = chainer.Variable(images(4, 30))
-    cpu.loss_func(model)(x).backward()
+    fused.loss_func(model)(x).backward()
     assert x.grad is None
 
 
 def test_what_the_fused_loss_does_not_support():
     with pytest.raises(ValueError, match="activations softplus, tanh, "
                        "sigmoid, relu, not 'elu'"):
-        cpu.loss_func(small_model('elu'))
+        fused.loss_func(small_model('elu'))
     with pytest.raises(ValueError, match='k must be a positive integer'):
-        cpu.loss_func(small_model(), k=0)
+        small_model().get_loss_func(k=0, fused=True)
     model = small_model()
-    assert cpu.unsupported_reason(model) is None
-    assert cpu.unsupported_reason(model, chainer.get_device('@numpy')) \
+    assert fused.unsupported_reason(model) is None
+    assert fused.unsupported_reason(model, chainer.get_device('@numpy')) \
         is None
     gpu = types.SimpleNamespace(xp=object())  # any device but NumPy
-    assert 'CPU only' in cpu.unsupported_reason(model, gpu)
+    assert 'CPU only' in fused.unsupported_reason(model, gpu)
     for param in model.params():
         param.array = param.array.astype(numpy.float64)
-    assert 'float32' in cpu.unsupported_reason(model)
+    assert 'float32' in fused.unsupported_reason(model)
 
 
 # -- FlatAdam --------------------------------------------------------------
@@ -184,15 +186,15 @@ def state_of(model, optimizer):
     return out
 
 
-@pytest.mark.parametrize('fused', [False, True], ids=['plain-loss',
-                                                      'fused-loss'])
-def test_flat_adam_equals_chainer_adam(fused):
+@pytest.mark.parametrize('one_node', [False, True], ids=['plain-loss',
+                                                         'fused-loss'])
+def test_flat_adam_equals_chainer_adam(one_node):
     def lf_of(model):
-        return cpu.loss_func(model, k=2) if fused else \
+        return fused.loss_func(model, k=2) if one_node else \
             model.get_loss_func(k=2)
     expected = state_of(*train_steps(chainer.optimizers.Adam(alpha=3e-3),
                                      lf_of))
-    got = state_of(*train_steps(cpu.FlatAdam(alpha=3e-3), lf_of))
+    got = state_of(*train_steps(adam.FlatAdam(alpha=3e-3), lf_of))
     assert sorted(got) == sorted(expected)
     assert_same(expected, got)
 
@@ -201,8 +203,8 @@ def test_flat_adam_takes_its_own_path(monkeypatch):
     def fallback(*args, **kwargs):
         raise AssertionError('FlatAdam fell back to per-parameter updates')
     monkeypatch.setattr(chainer.optimizer.GradientMethod, 'update', fallback)
-    train_steps(cpu.FlatAdam(), cpu.loss_func)
-    train_steps(cpu.FlatAdam(), VAE.get_loss_func)
+    train_steps(adam.FlatAdam(), fused.loss_func)
+    train_steps(adam.FlatAdam(), VAE.get_loss_func)
 
 
 @pytest.mark.parametrize('settings,hooks', [
@@ -213,7 +215,7 @@ def test_flat_adam_takes_its_own_path(monkeypatch):
 def test_flat_adam_falls_back_or_agrees_beyond_the_defaults(settings, hooks):
     results = [state_of(*train_steps(cls(alpha=3e-3, **settings),
                                      VAE.get_loss_func, hooks=hooks))
-               for cls in (chainer.optimizers.Adam, cpu.FlatAdam)]
+               for cls in (chainer.optimizers.Adam, adam.FlatAdam)]
     assert_same(*results)
 
 
@@ -222,7 +224,7 @@ def test_flat_adam_keeps_working_when_arrays_are_replaced():
     # views; FlatAdam copies them back into its buffers.
     expected = state_of(*train_steps(chainer.optimizers.Adam(),
                                      VAE.get_loss_func, steps=6))
-    model, optimizer = train_steps(cpu.FlatAdam(), VAE.get_loss_func,
+    model, optimizer = train_steps(adam.FlatAdam(), VAE.get_loss_func,
                                    steps=3)
     for param in model.params():
         param.array = param.array.copy()
@@ -238,7 +240,7 @@ def test_flat_adam_keeps_working_when_arrays_are_replaced():
 
 
 def test_flat_adam_snapshots_load_into_chainer_adam_and_back(tmp_path):
-    model, optimizer = train_steps(cpu.FlatAdam(), VAE.get_loss_func)
+    model, optimizer = train_steps(adam.FlatAdam(), VAE.get_loss_func)
     path = str(tmp_path / 'flat.npz')
     chainer.serializers.save_npz(path, optimizer)
     expected = state_of(model, optimizer)
@@ -251,7 +253,7 @@ def test_flat_adam_snapshots_load_into_chainer_adam_and_back(tmp_path):
     assert_same(expected, state_of(plain.target, plain))
 
     chainer.serializers.save_npz(path, plain)
-    again = cpu.FlatAdam()
+    again = adam.FlatAdam()
     again.setup(plain.target.copy(mode='copy'))
     chainer.serializers.load_npz(path, again)
     assert_same(expected, state_of(again.target, again))
@@ -320,7 +322,7 @@ def test_a_plain_run_resumed_on_the_fast_path_equals_an_uninterrupted_one(
 
 def test_non_finite_loss_stops_the_fast_path(tmp_path, mnist_dir,
                                              monkeypatch):
-    original = cpu.VAELoss.forward_cpu
+    original = fused.VAELoss.forward
     calls = {'train': 0}
 
     def nan_at_iteration_5(self, inputs):
@@ -331,7 +333,7 @@ def test_non_finite_loss_stops_the_fast_path(tmp_path, mnist_dir,
                 return tuple(numpy.full_like(o, numpy.nan) for o in outputs)
         return outputs
 
-    monkeypatch.setattr(cpu.VAELoss, 'forward_cpu', nan_at_iteration_5)
+    monkeypatch.setattr(fused.VAELoss, 'forward', nan_at_iteration_5)
     out = tmp_path / 'run'
     with pytest.raises(SystemExit, match=r'non-finite loss.*iteration 5 '):
         run(out, mnist_dir, '-e', '1', '--fast')
@@ -344,4 +346,20 @@ def test_unsupported_models_train_on_the_plain_path(tmp_path, mnist_dir,
     assert run(out, mnist_dir, '-e', '1', '--fast', '--activation',
                'elu') == 0
     assert "not 'elu'; training on the plain path" in capsys.readouterr().err
-    assert 'label="LinearFunction"' in (out / 'cg.dot').read_text()
+    graph = (out / 'cg.dot').read_text()
+    assert 'label="LinearFunction"' in graph
+    assert graph.startswith('digraph graphname{label="The reference graph')
+
+
+def test_the_paths_run_the_models_own_loss():
+    from vae.train import trainer
+    cpu = chainer.get_device('@numpy')
+    x = images(4, 30)
+    for fast, node in ((True, fused.VAELoss), (False, None)):
+        model = small_model()
+        path = trainer.training_path(model, cpu, 1e-3, fast=fast)
+        assert path.name == ('fast' if fast else 'plain')
+        loss = path.make_loss_func(C=1.0, k=1)(x)
+        # the fast path: get_loss_func(fused=True), one VAELoss node
+        assert isinstance(loss.creator, fused.VAELoss) == bool(node)
+        assert isinstance(path.optimizer, adam.FlatAdam) == fast

@@ -82,7 +82,7 @@ ACTIVATIONS = {
 def layer_sizes(n_in, n_latent, n_h):
     """``(name, n_inputs, n_outputs)`` of each linear layer of
     ``VAE(n_in, n_latent, n_h)``: the encoder's, then the decoder's. The
-    fused loss of :mod:`vae.kernels.cpu` takes the layers from here."""
+    fused loss of :mod:`vae.kernels.fused` takes the layers from here."""
     return (('le1', n_in, n_h), ('le2', n_h, n_h),
             ('le3_mu', n_h, n_latent), ('le3_ln_var', n_h, n_latent),
             ('ld1', n_latent, n_h), ('ld2', n_h, n_h), ('ld3', n_h, n_in))
@@ -177,17 +177,25 @@ class VAE(chainer.Chain):
         logits = self.ld3(h2)
         return F.sigmoid(logits) if sigmoid else logits
 
-    def get_loss_func(self, C=1.0, k=1):
+    def get_loss_func(self, C=1.0, k=1, fused=False):
         """The negative ELBO as a function of a batch.
 
-        This is the loss to read. Training on the CPU runs its fused twin,
-        :func:`vae.kernels.cpu.loss_func` (one node with a hand-written
-        backward), which ``tests/test_fast.py`` proves equal to this one bit
-        for bit: the same loss, gradients and weights after training.
+        The body below is the reference: Chainer's own functions, as the
+        article writes them. With ``fused=True`` the same loss comes as one
+        function node with a hand-written backward,
+        :func:`vae.kernels.fused.loss_func`, whose arithmetic
+        (:func:`vae.kernels.fused.forward` and ``backward``) is Chainer's
+        operation for operation: equal bit for bit on the CPU (the same
+        loss, gradients and weights after training; ``tests/kernels``).
+        Training on the CPU runs the fused loss by default (``--fast``);
+        the reference runs with ``--no-fast``, on a GPU without
+        ``--cuda-graph``, and for activations the fused loss does not
+        implement (:func:`vae.kernels.fused.unsupported_reason`).
 
         Args:
             C (float): Weight of the KL term (1 gives the ELBO).
             k (int): Number of Monte Carlo samples of z per input.
+            fused (bool): One fused node instead of Chainer's graph.
 
         Returns:
             callable: ``lf(x)`` -> scalar Variable, the reconstruction
@@ -198,6 +206,9 @@ class VAE(chainer.Chain):
         if int(k) != k or k < 1:
             raise ValueError('k must be a positive integer, got %r' % (k,))
         k = int(k)
+        if fused:
+            from vae.kernels import fused as fused_lib
+            return fused_lib.loss_func(self, C, k)
 
         def lf(x):
             mu, ln_var = self.encode(x)  # (B, L) each

@@ -84,7 +84,7 @@ def build_parser():
     cli.add_progress_argument(p)
     p.add_argument('--fast', action=argparse.BooleanOptionalAction,
                    help='on the CPU, train and evaluate with the fused loss '
-                   'and the flat Adam of vae/kernels/cpu.py: the same '
+                   'and the flat Adam of vae/kernels/: the same '
                    'numbers bit for bit, 1.4-1.8x faster at batch 100 (see '
                    'scripts/benchmark.py); --no-fast uses Chainer\'s own '
                    'functions throughout (default %s)'

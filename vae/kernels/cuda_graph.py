@@ -5,9 +5,9 @@ On a GPU, Chainer launches a hundred small kernels a step, each through Python,
 and the GPU waits on Python: the plain path takes 5-6 ms a step at batch 100 on
 an H200, where the matrix products need a few tens of microseconds. Here the
 step (:class:`FusedStep`) computes what :func:`vae.kernels.fused.forward`,
-:func:`vae.kernels.fused.backward` and :func:`vae.kernels.fused.adam` compute
-(the CPU fast path's arithmetic), on fixed device buffers: the matrix products
-through cuBLAS, each element-wise group one kernel of
+:func:`vae.kernels.fused.backward` and :func:`vae.kernels.adam.adam_update`
+compute (the CPU fast path's arithmetic), on fixed device buffers: the
+matrix products through cuBLAS, each element-wise group one kernel of
 :mod:`vae.kernels.elementwise` (Adam one kernel over the flat buffers), nothing
 allocated. It is captured once as a CUDA graph of 53 launches at k = 1 (20
 cuBLAS products, 33 CuPy kernels; 2 more gather the batch and its noise) and
@@ -51,21 +51,21 @@ import chainer
 import numpy
 
 from vae import device as device_lib
-from vae.kernels import cpu
+from vae.kernels import adam
 from vae.kernels.cublas import cublas_reason
 from vae.kernels import elementwise as kernels
 from vae.kernels import fused
 
 _F32 = numpy.float32
+
+
 def unsupported_reason(model, device):
     """Why the graph path cannot train ``model`` on ``device``, or None."""
     if device_lib.is_cpu(device):
         return 'the CUDA-graph path needs a GPU'
-    if model.activation not in cpu.FUSED_ACTIVATIONS:
-        return ('the fused step implements the activations %s, not %r'
-                % (', '.join(cpu.FUSED_ACTIVATIONS), model.activation))
-    if any(p.dtype != _F32 for p in model.params()):
-        return 'the fused step needs float32 parameters'
+    reason = fused.unsupported_reason(model)
+    if reason:
+        return reason
     with chainer.using_device(device):  # a handle belongs to a device
         return cublas_reason()
 
@@ -80,11 +80,12 @@ class FusedStep(object):
     noise ``eps`` and updates everything in place.
 
     The step is :func:`vae.kernels.fused.forward`,
-    :func:`vae.kernels.fused.backward` and :func:`vae.kernels.fused.adam`,
-    operation for operation, with each element-wise group one kernel of
-    :mod:`vae.kernels.elementwise` (an activation, its gradient, the sample,
-    each term of the loss, their gradients, Adam over the flat buffers) writing
-    into a buffer allocated here: a run allocates nothing, so its capture holds
+    :func:`vae.kernels.fused.backward` and
+    :func:`vae.kernels.adam.adam_update`, operation for operation, with each
+    element-wise group one kernel of :mod:`vae.kernels.elementwise` (an
+    activation, its gradient, the sample, each term of the loss, their
+    gradients, Adam over the flat buffers) writing into a buffer allocated
+    here: a run allocates nothing, so its capture holds
     kernel and cuBLAS nodes only.
 
     Args:
@@ -100,25 +101,19 @@ class FusedStep(object):
         self.xp, self.dot = xp, dot
         self._activation, self._k, self._C = model.activation, k, C
         self._optimizer = optimizer
-        named = dict(model.namedparams())
-        self._names = cpu.param_names(model)
-        self._params = [named[name] for name in self._names]
-        size = sum(p.size for p in self._params)
+        self._flat = adam.FlatBuffers(xp, model)
+        self._params = self._flat.params
         self.P, self.G, self.M, self.V = (
-            xp.zeros(size, dtype=_F32) for _ in range(4))
-        self._views = {
-            key: fused.flat_views(buf, [p.shape for p in self._params])
-            for key, buf in (('P', self.P), ('G', self.G), ('M', self.M),
-                             ('V', self.V))}
+            self._flat.param, self._flat.grad, self._flat.m, self._flat.v)
         self.bind()
-        self.p = dict(zip(self._names, self._views['P']))
-        self.grads = dict(zip(self._names, self._views['G']))
+        self.p = self._flat.by_name('param')
+        self.grads = self._flat.by_name('grad')
         n_in, n_latent = model.n_in, model.n_latent
         self.x = xp.zeros((batchsize, n_in), dtype=_F32)  # (B, n_in)
         self.eps = xp.zeros((k * batchsize, n_latent), dtype=_F32)
         self.t = xp.zeros((), dtype=numpy.float64)  # Adam's steps
         # Adam's hyperparameters, read by the graph at each replay
-        self.hyper = xp.zeros(len(fused.ADAM_HYPERPARAMS), numpy.float64)
+        self.hyper = xp.zeros(len(adam.ADAM_HYPERPARAMS), numpy.float64)
         self._hyper_loaded = None  # their values in self.hyper
         self.keep = xp.ones((), dtype=bool)  # no non-finite loss yet
         self.iteration = xp.zeros((), dtype=numpy.int64)  # steps run
@@ -207,7 +202,7 @@ class FusedStep(object):
         """Adam's hyperparameters from the optimizer into :attr:`hyper`,
         where they changed (a schedule changes them between steps; the
         graph reads them at each replay)."""
-        values = fused.adam_hyperparams(self._optimizer.hyperparam)
+        values = adam.adam_hyperparams(self._optimizer.hyperparam)
         if self._hyper_loaded is None or \
                 not numpy.array_equal(values, self._hyper_loaded):
             self.hyper[...] = self.xp.asarray(values)
@@ -216,8 +211,7 @@ class FusedStep(object):
     def bind(self):
         """Make the parameters and Adam's moments views of the buffers again
         where something (a deserializer) replaced them, keeping values."""
-        fused.bind_to_buffers(self._params, self._views['P'],
-                              self._views['M'], self._views['V'])
+        self._flat.bind()
 
     def load_step_count(self):
         """Adam's step count from the optimizer (after a resume)."""
@@ -332,26 +326,3 @@ def warm_up_and_capture(device, stream, step, capture=True):
     for buffer, value in zip(step.state(), saved):
         buffer[...] = value
     return replay
-
-
-def fused_loss_func(model, C=1.0, k=1):
-    """The fused forward as a loss function for the Evaluator (eager, any
-    batch size): ``get_loss_func(C, k)``'s value and reports, to float32
-    rounding, from the same noise."""
-    xp = model.xp
-    names = cpu.param_names(model)
-    params = dict(model.namedparams())
-
-    def lf(x):
-        p = {name: params[name].array for name in names}
-        eps = device_lib.standard_normal(
-            xp, (k * len(x), model.n_latent), numpy.float32)  # (k*B, L)
-        loss, reconstr, kl, _ = fused.forward(
-            xp, xp.dot, p, x, eps, model.activation, k, C)
-        values = {name: chainer.Variable(xp.asarray(v, dtype=_F32))
-                  for name, v in (('loss', loss), ('reconstr', reconstr),
-                                  ('kl', kl))}
-        chainer.report(values, observer=model)
-        return values['loss']
-
-    return lf

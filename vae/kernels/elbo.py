@@ -2,7 +2,7 @@
 
 :meth:`vae.model.VAE.get_loss_func` computes the loss with Chainer's own
 functions (``F.bernoulli_nll``, ``F.gaussian_kl_divergence``), as the
-article does. The fused loss of :mod:`vae.kernels.cpu` and the estimators of
+article does. The fused loss of :mod:`vae.kernels.fused` and the estimators of
 :mod:`vae.eval.estimators` need the same terms on arrays; these functions are
 those terms, each operation in the order and precision of Chainer 7.8.1's
 CPU code (``functions/loss/vae.py``, ``functions/activation/softplus.py``),

@@ -4,8 +4,9 @@ On a GPU each :class:`Kernel` becomes one ``cupy.ElementwiseKernel`` (one
 launch, no temporaries) built from :attr:`Kernel.body`; the same text is
 compiled by the system C compiler in the CPU tests (``tests/ckernels.py``,
 ``tests/test_kernels.py``), inside a loop over the elements, and compared there
-with :attr:`Kernel.reference`: the NumPy arithmetic of :mod:`vae.kernels.fused`
-and :mod:`vae.kernels.elbo` that the fused CPU path runs. The stand-in GPU of
+with :attr:`Kernel.reference`: the NumPy arithmetic of :mod:`vae.kernels.fused`,
+:mod:`vae.kernels.elbo` and :mod:`vae.kernels.adam` that the fused CPU path
+runs. The stand-in GPU of
 the tests runs the reference at each launch.
 
 What a body may use, so that it compiles both ways: the parameters by name
@@ -27,6 +28,7 @@ import collections
 
 import numpy
 
+from vae.kernels import adam
 from vae.kernels import elbo
 from vae.kernels import fused
 
@@ -151,7 +153,7 @@ def _loss(rec_sum, kl_sum, rec_scale, kl_scale, C, reconstr, kl, loss,
     # and in order, as chainer.reporter.Summary adds reported values), the
     # non-finite guard (a step whose loss is not finite, and every later
     # one, applies no update), the count of Adam's steps
-    # (fused.adam_step_count) and the index of the next batch of the epoch
+    # (adam.adam_step_count) and the index of the next batch of the epoch
     reconstr[...] = _F32(rec_scale) * rec_sum
     kl[...] = _F32(kl_scale) * kl_sum
     loss[...] = reconstr + _F32(C) * kl
@@ -161,7 +163,7 @@ def _loss(rec_sum, kl_sum, rec_scale, kl_scale, C, reconstr, kl, loss,
     numpy.copyto(first_bad, iteration, where=keep & ~finite)
     numpy.logical_and(keep, finite, out=keep)
     iteration += 1
-    fused.adam_step_count(t, keep)
+    adam.adam_step_count(t, keep)
     batch += 1
 
 
@@ -210,7 +212,7 @@ def _gaussian_kl_grad(g_mu_in, g_ln_var_in, mu, var, g_half, g_mu, g_ln_var):
 def _adam(g, t, hyper, keep, p, m, v):
     # one pass over the flat buffers; the step count t was advanced by
     # vae_loss (a kernel over all elements cannot count once)
-    fused.adam_update(numpy, p, g, m, v, t, hyper, keep=keep)
+    adam.adam_update(numpy, p, g, m, v, t, hyper, keep=keep)
 
 
 def build(xp):

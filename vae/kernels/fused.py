@@ -1,31 +1,33 @@
-"""The article's loss, its gradients and Adam as plain array code, written
-once for NumPy and CuPy.
+"""The article's loss and its gradients as plain array code, written once
+for NumPy and CuPy, and the one function node that runs them.
 
-:meth:`vae.model.VAE.get_loss_func` is the loss to read: Chainer builds it from
-26 function nodes and backpropagates through 47. The fused paths compute the
-same numbers in one pass of array operations over the model's parameters:
+Chainer builds :meth:`vae.model.VAE.get_loss_func`'s reference graph from 26
+function nodes and backpropagates through 47. ``get_loss_func(fused=True)``,
+what training runs on the CPU by default, is :func:`loss_func` here: one node
+(:class:`VAELoss`) whose forward and backward are :func:`forward` and
+:func:`backward`, one pass of array operations over the model's parameters.
+The CUDA-graph step (:mod:`vae.kernels.cuda_graph`) runs the same two
+functions' operations as GPU kernels.
 
-* :func:`forward` and :func:`backward` are the CPU fast path's loss node
-  (:class:`vae.kernels.cpu.VAELoss`) and the GPU's fused step
-  (:mod:`vae.kernels.cuda_graph`), with NumPy and with CuPy. Every operation is
-  the one Chainer 7.8.1 performs on the CPU, in the same order and precision
-  (``functions/connection/linear.py``, ``activation/*.py``,
-  ``noise/gaussian.py``, ``array/tile.py``, ``loss/vae.py``, and
-  ``chainer/_backprop.py`` for the order in which gradients are summed), so
-  that on NumPy they equal the plain path bit for bit (``tests/test_fast.py``);
-  the CPU tests thereby check the GPU's formulas.
-* :func:`adam` is Adam's update (Kingma & Ba 2015, arXiv:1412.6980,
-  Algorithm 1, with ``chainer.optimizers.Adam``'s defaults and bias
-  correction) on flat buffers whose step count is an array, so that a
-  captured CUDA graph can replay it.
+Every operation is the one Chainer 7.8.1 performs on the CPU, in the same
+order and precision (``functions/connection/linear.py``, ``activation/*.py``,
+``noise/gaussian.py``, ``array/tile.py``, ``loss/vae.py``, and
+``chainer/_backprop.py`` for the order in which gradients are summed), and
+the terms of the ELBO are :mod:`vae.kernels.elbo`'s, so that on NumPy the
+fused loss equals the reference bit for bit (``tests/kernels``); the CPU tests
+thereby check the GPU's formulas too.
 
 The matrix products go through ``dot(a, b, out=None)``, given by the
-caller: ``numpy.dot`` on the CPU, cuBLAS on a GPU. ``a`` and ``b`` may be
-transposed views (``W.T``) of C-contiguous arrays.
+caller: ``numpy.dot`` or ``cupy.dot`` eagerly, cuBLAS in a CUDA graph. ``a``
+and ``b`` may be transposed views (``W.T``) of C-contiguous arrays.
 """
+import chainer
 import numpy
+from chainer import function_node
 
+from vae import device as device_lib
 from vae.kernels import elbo
+from vae.kernels.adam import flat_views, param_names
 from vae.model import LAYERS
 
 _F32 = numpy.float32
@@ -35,12 +37,11 @@ _F32 = numpy.float32
 LE1, LE2, LE3_MU, LE3_LN_VAR, LD1, LD2, LD3 = LAYERS
 
 
-# -- element-wise kernels, each Chainer's CPU formula ------------------------
+# -- element-wise kernels, each Chainer's CPU formula -------------------------
 # Each backward takes the pre-activation a, the activation h and the
 # gradient gh with respect to h, and returns the gradient with respect to a.
 
 def _xp(a):
-    import chainer
     return chainer.backend.get_array_module(a)
 
 
@@ -108,7 +109,7 @@ KERNELS = {
 }
 
 
-# -- the loss ----------------------------------------------------------------
+# -- the loss -----------------------------------------------------------------
 
 def _linear(dot, p, name, h):
     # LinearFunction.forward: dot(x, W.T) into y, then y += b
@@ -227,103 +228,114 @@ def backward(xp, dot, p, c, grads, g_rec, g_kl):
                  need_gx=False)
 
 
-# -- flat buffers -------------------------------------------------------------
-
-def flat_views(flat, shapes):
-    """Views of consecutive slices of the 1-D array ``flat``, one of each
-    shape in ``shapes``, in order (the fused code's layout of parameters,
-    gradients and Adam's moments)."""
-    views, start = [], 0
-    for shape in shapes:
-        size = int(numpy.prod(shape))
-        views.append(flat[start:start + size].reshape(shape))
-        start += size
-    return views
 
 
-def bind_to_buffers(params, param_views, m_views, v_views):
-    """Make each parameter's array and its Adam moments ``m`` and ``v`` the
-    given views of flat buffers, keeping their values, where something (a
-    setup, a deserializer) left them elsewhere."""
-    for param, p_view, m_view, v_view in zip(params, param_views, m_views,
-                                             v_views):
-        xp = _xp(p_view)
-        if param.array is not p_view:
-            p_view[...] = xp.asarray(param.array)
-            param.array = p_view
-        rule = param.update_rule
-        if rule.state is None:
-            rule._init_states(param)
-        for key, view in (('m', m_view), ('v', v_view)):
-            if rule.state[key] is not view:
-                view[...] = xp.asarray(rule.state[key])
-                rule.state[key] = view
+# -- the function node --------------------------------------------------------
+
+def unsupported_reason(model, device=None):
+    """Why the fused loss cannot compute ``model``'s loss, or None; given a
+    ``device``, why the fast path (this loss and
+    :class:`vae.kernels.adam.FlatAdam`, CPU only) cannot train it there.
+    """
+    if model.activation not in KERNELS:
+        return ('the fused loss implements the activations %s, not %r'
+                % (', '.join(KERNELS), model.activation))
+    if device is not None and not device_lib.is_cpu(device):
+        return 'the fast path runs on the CPU only, not on %s' % device
+    if any(p.dtype != _F32 or device is not None
+           and not isinstance(p.array, numpy.ndarray)
+           for p in model.params()):
+        return 'the fused loss needs float32 parameters%s' % (
+            '' if device is None else ' in NumPy arrays')
+    return None
 
 
-# -- Adam -------------------------------------------------------------------
+def loss_func(model, C=1.0, k=1):
+    """``model.get_loss_func(C, k)``'s loss as one node, :class:`VAELoss`:
+    the same value and reports from the same noise (bit for bit on the
+    CPU), with a hand-written backward. ``model.get_loss_func(C, k,
+    fused=True)`` returns this, after checking ``k``."""
+    reason = unsupported_reason(model)
+    if reason:
+        raise ValueError('the fused loss: %s' % reason)
+    names = param_names(model)
+    params = dict(model.namedparams())
+    params = tuple(params[name] for name in names)
 
-#: The order of Adam's hyperparameters in the array :func:`adam` reads.
-ADAM_HYPERPARAMS = ('alpha', 'beta1', 'beta2', 'eps', 'eta')
+    def lf(x):
+        if isinstance(x, chainer.Variable):
+            x = x.array  # data: no gradient flows to it
+        loss, reconstr, kl = VAELoss(
+            model.xp, names, model.activation, C, k).apply((x,) + params)
+        chainer.report(
+            {'loss': loss, 'reconstr': reconstr, 'kl': kl}, observer=model)
+        return loss
+
+    return lf
 
 
-def adam_hyperparams(hyperparam):
-    """The float64 values of ``hyperparam`` (``chainer.optimizers.Adam``'s)
-    in the order :func:`adam` reads them (:data:`ADAM_HYPERPARAMS`)."""
-    return numpy.array([getattr(hyperparam, name)
-                        for name in ADAM_HYPERPARAMS], dtype=numpy.float64)
+class VAELoss(function_node.FunctionNode):
+    """The article's negative ELBO as a single function node.
 
-
-def adam(xp, param, grad, m, v, t, hyper, keep=None):
-    """One Adam step on flat float32 buffers, in place.
-
-    ``AdamRule``'s update (weight decay, AMSGrad and AdaBound off):
-    ``m += (1 - beta1) (g - m)``, ``v += (1 - beta2) (g^2 - v)``,
-    ``param -= eta alpha_t m / (sqrt(v) + eps)`` with
-    ``alpha_t = alpha sqrt(1 - beta2^t) / (1 - beta1^t)``. The step count
-    ``t`` is a float64 array of shape () that this increments, and the
-    hyperparameters are read from the array ``hyper``, so that a replayed
-    graph counts for itself and follows a schedule (an extension such as
-    ``ExponentialShift('alpha')`` that changes them between steps);
-    ``alpha_t`` is computed in float64, as Chainer computes it in Python,
-    and every other factor rounded to float32 once, as Chainer's Python
-    floats are when they meet a float32 array.
+    Inputs are ``x`` (B, n_in) followed by the parameters of
+    :class:`vae.model.VAE` in the order of ``names``
+    (:func:`vae.kernels.adam.param_names`); outputs are ``loss``,
+    ``reconstr`` and ``kl``, three float32 scalars with the meaning of
+    :meth:`vae.model.VAE.get_loss_func`. The arithmetic is :func:`forward`
+    and :func:`backward`. Backward gives the parameters' gradients (not the
+    data's) and is not itself differentiable (no double backprop). The
+    gradients come back as views of one flat float32 array, in input order,
+    so that :class:`vae.kernels.adam.FlatAdam` uses them without a copy.
 
     Args:
-        xp: ``numpy`` or ``cupy``.
-        param, grad, m, v: (N,) float32 buffers.
-        t: () float64 array, the steps taken so far.
-        hyper: (5,) float64 array, :func:`adam_hyperparams`' values.
-        keep: () bool array or None; where False, nothing changes (the
-            update of a non-finite loss is skipped in place).
+        xp: The model's array module (its noise comes from there).
+        names (sequence of str): Parameter names, e.g. ``'/le1/W'``.
+        activation (str): A name from :data:`KERNELS`.
+        C (float): Weight of the KL term.
+        k (int): Number of samples of z per input.
     """
-    adam_step_count(t, keep)
-    adam_update(xp, param, grad, m, v, t, hyper, keep)
+
+    def __init__(self, xp, names, activation, C, k):
+        self._xp = xp
+        self._names = tuple(names)
+        self._activation = activation
+        self._C = C
+        self._k = k
+
+    def forward(self, inputs):
+        xp, x = self._xp, inputs[0]  # (B, n_in)
+        self._p = dict(zip(self._names, inputs[1:]))
+        # the draws F.gaussian makes on the k copies stacked sample-major
+        eps = device_lib.standard_normal(
+            xp, (self._k * len(x), self._p['/%s/b' % LE3_MU].size),
+            x.dtype)  # (k*B, L)
+        loss, reconstr, kl, self._cache = forward(
+            xp, xp.dot, self._p, x, eps, self._activation, self._k, self._C)
+        return tuple(xp.asarray(v, dtype=x.dtype)
+                     for v in (loss, reconstr, kl))
+
+    def backward(self, indexes, grad_outputs):
+        g_loss, g_rec, g_kl = (None if g is None else g.array
+                               for g in grad_outputs)
+        # loss = reconstr + C * kl
+        g_rec = _sum_present(g_loss, g_rec)
+        g_kl = _sum_present(
+            None if g_loss is None else _F32(self._C) * g_loss, g_kl)
+        shapes = [self._p[name].shape for name in self._names]
+        flat = self._xp.empty(sum(self._p[name].size
+                                  for name in self._names), dtype=_F32)
+        grads = dict(zip(self._names, flat_views(flat, shapes)))
+        backward(self._xp, self._xp.dot, self._p, self._cache, grads, g_rec,
+                 g_kl)
+        return (None,) + tuple(  # x, then the parameters
+            chainer.Variable(grads[name]) if i in indexes else None
+            for i, name in enumerate(self._names, 1))
 
 
-def adam_step_count(t, keep=None):
-    """Advance Adam's step count ``t`` (a () float64 array) by one, or by
-    ``keep`` (a () bool array: not where the update is skipped)."""
-    t += 1 if keep is None else keep
-
-
-def adam_update(xp, param, grad, m, v, t, hyper, keep=None):
-    """:func:`adam` with the step count ``t`` already advanced
-    (:func:`adam_step_count`): the update of the flat buffers alone, as the
-    GPU's one Adam kernel computes it (:mod:`vae.kernels.elementwise`)."""
-    alpha, beta1, beta2, eps, eta = (hyper[i] for i in range(5))  # () each
-    if keep is not None:
-        grad = xp.where(keep, grad, _F32(0))
-    alpha_t = alpha * xp.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)
-    if keep is not None:
-        alpha_t = xp.where(keep, alpha_t, 0.0)
-    one_minus_beta1 = (1.0 - beta1).astype(_F32)
-    one_minus_beta2 = (1.0 - beta2).astype(_F32)
-    if keep is not None:
-        one_minus_beta1 = one_minus_beta1 * keep.astype(_F32)
-        one_minus_beta2 = one_minus_beta2 * keep.astype(_F32)
-    m += one_minus_beta1 * (grad - m)
-    v += one_minus_beta2 * (grad * grad - v)
-    step = alpha_t.astype(_F32) / (xp.sqrt(v) + eps.astype(_F32))
-    step *= m
-    step *= (-eta).astype(_F32)
-    param += step
+def _sum_present(a, b):
+    """a + b where either may be None (no gradient); zero if both are."""
+    if a is None and b is None:
+        return _F32(0)
+    if a is None or b is None:
+        return b if a is None else a
+    return a + b

@@ -230,9 +230,10 @@ class LossPlot(training.Extension):
 class GraphExport(training.Extension):
     """The article's graph of the loss: ``cg.dot`` and ``network.png``.
 
-    Drawn when training starts, for the model of this run, from the plain
-    loss (``model.get_loss_func``: Chainer's own functions, as the article
-    drew it) on a CPU copy of the model, whichever path trains. NumPy's
+    Drawn when training starts, for the model of this run, from the
+    reference loss (``model.get_loss_func()``: Chainer's own functions, as
+    the article drew it) on a CPU copy of the model, whichever path trains;
+    the picture says so in its title (:data:`GRAPH_TITLE`). NumPy's
     random state is put back afterwards, so drawing it changes no result.
     The PNG needs Graphviz's ``dot`` (without it a one-line note says how
     to make it).
@@ -257,9 +258,16 @@ class GraphExport(training.Extension):
         pass
 
 
+#: The title of ``network.png``: what it draws, and what training runs.
+GRAPH_TITLE = ('The reference graph, VAE.get_loss_func().\\nDefault CPU '
+               'training runs the same arithmetic\\nas one node: '
+               'get_loss_func(fused=True).')
+
+
 def loss_graph(model, x, C=1.0, k=1):
-    """Graphviz source of the plain loss's graph on the batch ``x`` (NumPy),
-    drawn with a CPU copy of ``model`` (whose device stays untouched)."""
+    """Graphviz source of the reference loss's graph on the batch ``x``
+    (NumPy), titled :data:`GRAPH_TITLE`, drawn with a CPU copy of ``model``
+    (whose device stays untouched)."""
     state = numpy.random.get_state()  # initializing and the noise draw on it
     try:
         model = cpu_copy(model)
@@ -269,8 +277,10 @@ def loss_graph(model, x, C=1.0, k=1):
             loss = model.get_loss_func(C=C, k=k)(numpy.asarray(x))
     finally:
         numpy.random.set_state(state)
-    return chainer.computational_graph.build_computational_graph(
+    dot = chainer.computational_graph.build_computational_graph(
         [loss]).dump()
+    head, brace, body = dot.partition('{')
+    return '%s%slabel="%s";labelloc=t;%s' % (head, brace, GRAPH_TITLE, body)
 
 
 def cpu_copy(model):

@@ -31,7 +31,8 @@ from vae import memory
 from vae import parallel
 from vae import watchdog
 from vae.train import extensions as vae_extensions
-from vae.kernels import cpu as fast_lib
+from vae.kernels import adam
+from vae.kernels import fused
 from vae.train import resume as resume_lib
 from vae.train import run_folder
 from vae.train import model_files
@@ -71,9 +72,9 @@ def training_path(model, device, alpha, fast=True, cuda_graph=False,
     * ``graph``: on a GPU, the whole step captured as one CUDA graph
       (:mod:`vae.kernels.cuda_graph`), when ``cuda_graph`` is asked for (one
       process: the graph cannot include the communicator's all-reduce);
-    * ``fast``: on the CPU, the fused loss and the flat Adam
-      (:mod:`vae.kernels.cpu`: the same numbers bit for bit), when ``fast`` is;
-    * ``plain``: ``model.get_loss_func`` and ``chainer.optimizers.Adam``.
+    * ``fast``: on the CPU, ``model.get_loss_func(fused=True)`` and
+      :class:`vae.kernels.adam.FlatAdam` (bit for bit the plain path's);
+    * ``plain``: ``model.get_loss_func()`` and ``chainer.optimizers.Adam``.
 
     A path asked for that cannot run here says why on stderr, in one line,
     and the next one runs. With a communicator, the optimizer is ChainerMN's
@@ -97,6 +98,7 @@ def training_path(model, device, alpha, fast=True, cuda_graph=False,
         import chainermn
         return chainermn.create_multi_node_optimizer(optimizer, comm)
 
+    fused_loss = functools.partial(model.get_loss_func, fused=True)
     if cuda_graph:
         from vae.kernels import cuda_graph as graph_lib
         from vae.train import graph_updater
@@ -107,21 +109,18 @@ def training_path(model, device, alpha, fast=True, cuda_graph=False,
         if why_not:
             note('%s; training without the CUDA graph' % why_not)
         else:
-            make_loss_func = functools.partial(graph_lib.fused_loss_func,
-                                               model)
-            return Path('graph', make_loss_func,
+            return Path('graph', fused_loss,
                         chainer.optimizers.Adam(alpha=alpha),
                         lambda iterator, optimizer, seed, C, k:
                         graph_updater.GraphUpdater(iterator, optimizer, device,
                                                seed, model, k, C))
-    why_not = fast and fast_lib.unsupported_reason(model, device)
+    why_not = fast and fused.unsupported_reason(model, device)
     if why_not:
         note('%s; training on the plain path' % why_not)
     if fast and not why_not:
-        make_loss_func = functools.partial(fast_lib.loss_func, model)
-        return Path('fast', make_loss_func,
-                    multi_node(fast_lib.FlatAdam(alpha=alpha)),
-                    updater(make_loss_func))
+        return Path('fast', fused_loss,
+                    multi_node(adam.FlatAdam(alpha=alpha)),
+                    updater(fused_loss))
     return Path('plain', model.get_loss_func,
                 multi_node(chainer.optimizers.Adam(alpha=alpha)),
                 updater(model.get_loss_func))
