@@ -103,20 +103,32 @@ def _seed_value(seed):
     return numpy.uint64(seed)
 
 
-def iteration_seed(seed, iteration):
-    """A 64-bit seed for the noise of one iteration of a run."""
-    state = numpy.random.SeedSequence([seed, iteration]).generate_state(
-        1, numpy.uint64)
+def derive_seed(seed, *path, bits=64, spawn_key=()):
+    """The one derivation of every seed a run uses besides its own: an
+    integer of ``bits`` (32: what ``numpy.random.seed`` takes; 64) from
+    NumPy's ``SeedSequence([seed, *path], spawn_key)``, whose outputs for
+    different paths are independent streams. The paths in use: (iteration)
+    for the noise of an iteration on a GPU, (epoch) with spawn key (1,) for
+    an epoch's draws on the CUDA-graph path, (rank) for a rank's own
+    stream, (part, batch) for an evaluation seeded per batch."""
+    if bits not in (32, 64):
+        raise ValueError('a seed has 32 or 64 bits, not %r' % (bits,))
+    dtype = numpy.uint32 if bits == 32 else numpy.uint64
+    state = numpy.random.SeedSequence(
+        [seed] + list(path), spawn_key=spawn_key).generate_state(1, dtype)
     return int(state[0])
+
+
+def iteration_seed(seed, iteration):
+    """The 64-bit seed of the noise of one iteration of a run."""
+    return derive_seed(seed, iteration)
 
 
 def epoch_seed(seed, epoch):
-    """A 64-bit seed for the draws of one epoch of a run (the CUDA-graph
+    """The 64-bit seed of the draws of one epoch of a run (the CUDA-graph
     path draws an epoch's order and noise at its start), apart from the
     seeds of :func:`iteration_seed`."""
-    state = numpy.random.SeedSequence([seed, epoch], spawn_key=(1,)) \
-        .generate_state(1, numpy.uint64)
-    return int(state[0])
+    return derive_seed(seed, epoch, spawn_key=(1,))
 
 
 def reseed_noise(device, seed, iteration):

@@ -94,9 +94,7 @@ def log_importance_weights(model, x, mu, ln_var, n):
 def batch_seed(seed, part, batch):
     """The seed of the noise of batch ``batch`` of part ``part`` (0: the
     ELBO, 1: log p(x)) of an evaluation seeded per batch; 32 bits."""
-    state = numpy.random.SeedSequence([seed, part, batch]).generate_state(
-        1, numpy.uint32)
-    return int(state[0])
+    return device_lib.derive_seed(seed, part, batch, bits=32)
 
 
 def elbo(model, x, k=10, batchsize=DEFAULT_BATCHSIZE, encoded=None,
