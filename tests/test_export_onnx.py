@@ -185,11 +185,10 @@ def test_bad_model_file_is_a_one_line_error(tmp_path, make, message):
     assert not (tmp_path / 'o').exists()
 
 
-def test_missing_out_parent_is_a_one_line_error(tmp_path, exported):
+def test_a_missing_out_is_made_with_its_parents(tmp_path, exported):
     model = tmp_path / 'model.npz'
     save_model(model, VAE(784, 2, 4))
-    with pytest.raises(SystemExit) as e:
-        export_onnx.main(['--model', str(model), '--out',
-                          str(tmp_path / 'missing' / 'onnx')])
-    assert str(e.value.code) == ('error: the parent folder of --out does not '
-                                 'exist: %s' % (tmp_path / 'missing'))
+    out = tmp_path / 'missing' / 'onnx'
+    assert export_onnx.main(['--model', str(model), '--out', str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [onnx_export.ENCODER, onnx_export.DECODER])

@@ -75,31 +75,26 @@ def add_model_arguments(parser):
 def add_out_folder_argument(parser, note=''):
     """``--out/-o``: a required output folder (see :func:`out_folder`)."""
     parser.add_argument('--out', '-o', required=True, type=path,
-                        help='output folder (made if missing; its parent '
-                        'must exist)' + note)
-
-
-def out_folder_problem(path):
-    """Why ``path`` cannot be (made) an output folder, or ``None``.
-
-    Its parent must exist: a mistyped path is refused rather than made.
-    """
-    path = os.path.abspath(path)
-    if not os.path.isdir(os.path.dirname(path)):
-        return 'the parent folder of --out does not exist: %s' % (
-            os.path.dirname(path))
-    if os.path.exists(path) and not os.path.isdir(path):
-        return '--out is a file, not a folder: %s' % path
-    return None
+                        help='output folder (made if missing)' + note)
 
 
 def out_folder(path):
-    """The absolute path of an ``--out`` folder, or exit with a one-line
-    error (before anything is read or written) where it cannot be one."""
-    problem = out_folder_problem(path)
-    if problem:
-        sys.exit('error: %s' % problem)
-    return os.path.abspath(path)
+    """The absolute path of an ``--out`` folder, checked before anything is
+    read or written, or exit with a one-line error.
+
+    The one rule of every command's ``--out``: a missing folder is made,
+    parents included, when the first file is written into it; a file in
+    the way, or a folder that cannot be written, is refused before the work
+    (:func:`vae.atomic.writable_folder`).
+    """
+    from vae import atomic
+    path = os.path.abspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        sys.exit('error: --out is a file, not a folder: %s' % path)
+    try:
+        return atomic.writable_folder(path)
+    except atomic.WriteError as e:
+        sys.exit('error: %s' % e)
 
 
 def seconds(text):
