@@ -261,12 +261,13 @@ def loss_func(model, C=1.0, k=1):
     names = param_names(model)
     params = dict(model.namedparams())
     params = tuple(params[name] for name in names)
+    xp, activation = model.xp, model.activation
 
     def lf(x):
         if isinstance(x, chainer.Variable):
             x = x.array  # data: no gradient flows to it
         loss, reconstr, kl = VAELoss(
-            model.xp, names, model.activation, C, k).apply((x,) + params)
+            xp, names, activation, C, k).apply((x,) + params)
         chainer.report(
             {'loss': loss, 'reconstr': reconstr, 'kl': kl}, observer=model)
         return loss
