@@ -9,28 +9,30 @@ from vae import config as config_lib
 def test_defaults_come_from_the_default_file():
     with open(config_lib.DEFAULT_CONFIG) as f:
         on_disk = json.load(f)
-    assert config_lib.defaults() == on_disk
-    assert config_lib.resolve() == on_disk
+    assert config_lib.defaults().as_dict() == on_disk
+    assert config_lib.resolve().as_dict() == on_disk
+    # in the order of the file, and the order of Config's fields
+    assert list(config_lib.resolve().as_dict()) == list(on_disk)
 
 
 def test_config_file_then_flags(tmp_path):
     path = tmp_path / 'c.json'
     path.write_text(json.dumps({'_comment': 'x', 'n_latent': 2, 'alpha': 1}))
     resolved = config_lib.resolve(path, {'n_latent': 5, 'epoch': None})
-    assert resolved['n_latent'] == 5  # the flag wins
-    assert resolved['alpha'] == 1.0 and isinstance(resolved['alpha'], float)
-    assert resolved['epoch'] == config_lib.defaults()['epoch']
-    assert '_comment' not in resolved
+    assert resolved.n_latent == 5  # the flag wins
+    assert resolved.alpha == 1.0 and isinstance(resolved.alpha, float)
+    assert resolved.epoch == config_lib.defaults().epoch
+    assert '_comment' not in resolved.as_dict()
 
 
 def test_article_configs_hold_the_published_settings():
     for name, n_latent in (('article_z20.json', 20),
                            ('article_z2.json', 2)):
         c = config_lib.resolve('%s/%s' % (config_lib.CONFIG_DIR, name))
-        assert (c['n_latent'], c['n_h'], c['activation']) == (
+        assert (c.n_latent, c.n_h, c.activation) == (
             n_latent, 500, 'softplus')
-        assert (c['epoch'], c['batchsize'], c['alpha']) == (100, 100, 0.001)
-        assert (c['k'], c['k_test'], c['C'], c['binarize']) == (
+        assert (c.epoch, c.batchsize, c.alpha) == (100, 100, 0.001)
+        assert (c.k, c.k_test, c.C, c.binarize) == (
             1, 10, 1.0, None)
 
 
@@ -69,7 +71,7 @@ def test_files_with_the_old_size_names_read_as_the_new(tmp_path):
     assert config_lib.read_config_file(path) == {'n_latent': 3, 'n_h': 64,
                                                  'k': 2}
     resolved = config_lib.resolve(path)
-    assert (resolved['n_latent'], resolved['n_h']) == (3, 64)
+    assert (resolved.n_latent, resolved.n_h) == (3, 64)
     both = tmp_path / 'both.json'
     both.write_text(json.dumps({'dim_z': 3, 'n_latent': 4}))
     with pytest.raises(config_lib.ConfigError,
@@ -87,3 +89,4 @@ def test_infinite_settings_are_refused(tmp_path, text, message):
     path.write_text(text)  # Python's json reads 1e309 as inf
     with pytest.raises(config_lib.ConfigError, match=message):
         config_lib.resolve(path)
+
