@@ -1,4 +1,5 @@
 """One source of defaults, config files, overrides and their errors."""
+import dataclasses
 import json
 
 import pytest
@@ -90,3 +91,78 @@ def test_infinite_settings_are_refused(tmp_path, text, message):
     with pytest.raises(config_lib.ConfigError, match=message):
         config_lib.resolve(path)
 
+
+def test_a_config_is_a_frozen_dataclass_without_defaults_in_python():
+    fields = dataclasses.fields(config_lib.Config)
+    assert [f.name for f in fields] == list(config_lib.defaults().as_dict())
+    assert all(f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING for f in fields)
+    config = config_lib.defaults()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.n_latent = 2
+    changed = dataclasses.replace(config, n_latent=2, alpha=1)
+    assert (changed.n_latent, changed.alpha) == (2, 1.0)
+    assert isinstance(changed.alpha, float) and config.n_latent == 20
+    with pytest.raises(config_lib.ConfigError,
+                       match='epoch must be at least 1, got 0'):
+        dataclasses.replace(config, epoch=0)
+    with pytest.raises(config_lib.ConfigError,
+                       match='n_h must be an integer, got True'):
+        dataclasses.replace(config, n_h=True)
+
+
+def test_the_key_lists_come_from_the_fields():
+    assert config_lib.MODEL_KEYS == ('n_latent', 'n_h', 'activation')
+    assert config_lib.RESUMABLE_KEYS == ('epoch', 'snapshot_retain', 'fast')
+    assert config_lib.OLD_KEYS == {'dim_z': 'n_latent', 'n_hidden': 'n_h'}
+    assert config_lib.ABSENT_MEANS == {'ranks': 1}
+    with pytest.raises(config_lib.ConfigError) as info:
+        config_lib.resolve(overrides={
+            key: 0 for key in ('n_latent', 'n_h', 'k', 'k_test', 'epoch',
+                               'batchsize', 'snapshot_retain', 'ranks')})
+    assert str(info.value) == '; '.join(
+        '%s must be at least 1, got 0' % key
+        for key in ('n_latent', 'n_h', 'k', 'k_test', 'epoch', 'batchsize',
+                    'snapshot_retain', 'ranks'))
+
+
+@pytest.mark.parametrize('key,value', [
+    ('n_latent', True), ('n_latent', 2.0), ('alpha', False),
+    ('alpha', '0.1'), ('fast', 1), ('activation', 3), ('binarize', 1),
+    ('seed', 1.5)])
+def test_types_come_from_the_annotations(key, value):
+    like = getattr(config_lib.defaults(), key)
+    with pytest.raises(config_lib.ConfigError,
+                       match='command line: %s must be like %r, got %r'
+                       % (key, like, value)):
+        config_lib.resolve(overrides={key: value})
+
+
+def test_null_or_a_mode_for_binarize_and_an_int_for_a_float(tmp_path):
+    path = tmp_path / 'c.json'
+    path.write_text(json.dumps({'binarize': 'dynamic', 'C': 0}))
+    resolved = config_lib.resolve(path)
+    assert resolved.binarize == 'dynamic' and resolved.C == 0.0
+    assert isinstance(resolved.C, float)
+    path.write_text(json.dumps({'binarize': None}))
+    assert config_lib.resolve(path).binarize is None
+
+
+def test_config_json_is_written_as_before(tmp_path):
+    config = config_lib.resolve(overrides={'n_latent': 3, 'binarize':
+                                           'threshold'})
+    settings = config.as_dict()
+    assert config.as_json() == json.dumps(settings, indent=2,
+                                          sort_keys=True) + '\n'
+    path = tmp_path / 'config.json'
+    path.write_text(config.as_json())
+    assert config_lib.read_config_file(path) == settings
+    assert config_lib.resolve(path) == config
+
+
+def test_an_integer_too_large_for_a_float_reads_as_infinite(tmp_path):
+    path = tmp_path / 'c.json'
+    path.write_text('{"alpha": 1%s}' % ('0' * 400))
+    with pytest.raises(config_lib.ConfigError,
+                       match='alpha must be positive and finite, got inf'):
+        config_lib.resolve(path)
