@@ -166,3 +166,28 @@ def test_an_integer_too_large_for_a_float_reads_as_infinite(tmp_path):
     with pytest.raises(config_lib.ConfigError,
                        match='alpha must be positive and finite, got inf'):
         config_lib.resolve(path)
+
+
+def test_a_run_recorded_by_an_older_version_is_compared_as_before(tmp_path):
+    from vae.train import resume as resume_lib
+    out = tmp_path / 'run'
+    out.mkdir()
+    config = config_lib.resolve(overrides={'n_latent': 3, 'n_h': 64})
+    old = config.as_dict()  # the old size names, and no ranks yet
+    old['dim_z'], old['n_hidden'] = old.pop('n_latent'), old.pop('n_h')
+    del old['ranks']
+    (out / 'config.json').write_text(json.dumps(old))
+    (out / 'model.npz').write_bytes(b'')
+    resume_lib.check_previous_run(str(out), config)
+    resume_lib.check_previous_run(str(out), dataclasses.replace(
+        config, epoch=7, snapshot_retain=1, fast=False))
+    with pytest.raises(resume_lib.ResumeError,
+                       match=r'a run of another model \(n_latent=3 there, '
+                       r'4 now; seed=0 there, 5 now\)'):
+        resume_lib.check_previous_run(str(out), dataclasses.replace(
+            config, n_latent=4, seed=5))
+    with pytest.raises(resume_lib.ResumeError,
+                       match=r'a run of other settings \(ranks=1 there, '
+                       r'2 now\)'):
+        resume_lib.check_previous_run(str(out), dataclasses.replace(
+            config, ranks=2))
