@@ -405,7 +405,7 @@ def split_parts(trainer, x, test_images):
     return {'loss node': fused_pass(trainer.model, x),
             'adam': trainer.optimizer.update,
             'test loss': evaluation_pass(trainer, images, len(x),
-                                         config_lib.defaults()['k_test'])}
+                                         config_lib.defaults().k_test)}
 
 
 def split_of_step(batch, median, test_images):
@@ -422,11 +422,11 @@ def split_of_step(batch, median, test_images):
              'machinery_s': step - node - median['adam'],
              'train_s_per_epoch': step * EPOCH / batch,
              'test_loss_s_per_epoch': test_epoch,
-             'k_test': defaults['k_test']}
-    if batch == defaults['batchsize']:
-        split['default_run_s'] = defaults['epoch'] * (
+             'k_test': defaults.k_test}
+    if batch == defaults.batchsize:
+        split['default_run_s'] = defaults.epoch * (
             split['train_s_per_epoch'] + test_epoch)
-        split['default_epochs'] = defaults['epoch']
+        split['default_epochs'] = defaults.epoch
     return split
 
 

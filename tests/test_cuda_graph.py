@@ -377,12 +377,12 @@ def test_the_graph_gathers_each_epochs_draws_on_the_device(
                         from_host)
     train(tmp_path / 'graph', images, gpu, epoch=2, k=k, cuda_graph=True)
     config = tiny_config(epoch=2, k=k, batchsize=20)
-    device_lib.seed(gpu, config['seed'])
+    device_lib.seed(gpu, config.seed)
     model = trainer_lib.build_model(config)
     model.to_device(gpu)
-    optimizer = chainer.optimizers.Adam(alpha=config['alpha'])
+    optimizer = chainer.optimizers.Adam(alpha=config.alpha)
     optimizer.setup(model)
-    loss_func = model.get_loss_func(C=config['C'], k=k)
+    loss_func = model.get_loss_func(C=config.C, k=k)
     data, batch = images[0], 20
     batches = len(data) // batch
     standard_normal = device_lib.standard_normal
@@ -391,8 +391,8 @@ def test_the_graph_gathers_each_epochs_draws_on_the_device(
         monkeypatch.setattr(device_lib, 'standard_normal',
                             standard_normal)  # the original, to draw
         order, noise = draws_of_epoch(
-            gpu, config['seed'], epoch, len(data),
-            (batches * k * batch, config['n_latent']))
+            gpu, config.seed, epoch, len(data),
+            (batches * k * batch, config.n_latent))
         losses = []
         monkeypatch.setattr(device_lib, 'standard_normal',
                             lambda xp, shape, dtype: next(draws['eps']))

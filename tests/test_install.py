@@ -38,7 +38,7 @@ def test_installed_package_finds_its_configs(tmp_path):
     run = subprocess.run(
         [sys.executable, '-c', 'import vae.config as c; '
          'print(c.__file__); print(c.CONFIG_DIR); '
-         'print(c.defaults()["n_latent"])'],
+         'print(c.defaults().n_latent)'],
         cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
     module, config_dir, n_latent = run.stdout.split()
     assert module.startswith(str(site))

@@ -18,7 +18,8 @@ if str(SCRIPTS) not in sys.path:
 
 
 def tiny_config(**overrides):
-    """A resolved configuration of a tiny model (784-16-16-3, 3 epochs)."""
+    """A resolved configuration (a ``vae.config.Config``) of a tiny model
+    (784-16-16-3, 3 epochs)."""
     from vae import config
     settings = dict(n_latent=3, n_h=16, epoch=3, test=True)
     settings.update(overrides)

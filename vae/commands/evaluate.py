@@ -72,7 +72,7 @@ def build_parser():
     cli.add_model_arguments(p)
     p.add_argument('--split', choices=('test', 'train'), default='test',
                    help='MNIST split (default %(default)s)')
-    p.add_argument('--k', type=cli.positive_int, default=d['k_test'],
+    p.add_argument('--k', type=cli.positive_int, default=d.k_test,
                    help='samples of z per image for the -ELBO (default '
                    '%(default)s, as k_test in configs/default.json)')
     p.add_argument('--iw-samples', dest='iw_samples',
@@ -98,7 +98,7 @@ def build_parser():
     cli.add_data_dir_argument(p)
     cli.add_device_arguments(p)
     cli.add_communicator_argument(p)
-    p.add_argument('--seed', type=cli.seed, default=d['seed'],
+    p.add_argument('--seed', type=cli.seed, default=d.seed,
                    help='seed of the sampling noise and of --binarize dynamic '
                    '(default %(default)s)')
     p.add_argument('--out', '-o', metavar='FILE.json', type=cli.path,

@@ -42,33 +42,33 @@ def build_parser():
     # the article's flags for the sizes the VAE calls n_latent and n_h
     p.add_argument('--dim-z', '-z', dest='n_latent', type=int,
                    help='size of the latent z, n_latent (default %s)'
-                   % d['n_latent'])
+                   % d.n_latent)
     p.add_argument('--n-hidden', dest='n_h', type=int,
                    help='width of the hidden layers, n_h (default %s)'
-                   % d['n_h'])
+                   % d.n_h)
     p.add_argument('--activation', choices=sorted(ACTIVATIONS),
-                   help='hidden activation (default %s)' % d['activation'])
+                   help='hidden activation (default %s)' % d.activation)
     p.add_argument('--C', dest='C', type=float,
-                   help='weight of the KL term (default %s)' % d['C'])
+                   help='weight of the KL term (default %s)' % d.C)
     p.add_argument('--k', type=int,
                    help='samples of z per image in training (default %s)'
-                   % d['k'])
+                   % d.k)
     p.add_argument('--k-test', dest='k_test', type=int,
                    help='samples of z per image in evaluation (default %s)'
-                   % d['k_test'])
+                   % d.k_test)
     p.add_argument('--epoch', '-e', type=int,
-                   help='epochs (default %s)' % d['epoch'])
+                   help='epochs (default %s)' % d.epoch)
     p.add_argument('--batchsize', '-b', type=int,
-                   help='minibatch size (default %s)' % d['batchsize'])
+                   help='minibatch size (default %s)' % d.batchsize)
     p.add_argument('--alpha', type=float,
-                   help="Adam's step size (default %s)" % d['alpha'])
+                   help="Adam's step size (default %s)" % d.alpha)
     p.add_argument('--seed', type=int, help='random seed (default %s)'
-                   % d['seed'])
+                   % d.seed)
     p.add_argument('--binarize', choices=['threshold', 'dynamic'],
                    help='binarize MNIST (default: continuous pixels)')
     p.add_argument('--snapshot-retain', dest='snapshot_retain', type=int,
                    help='snapshots kept in --out (default %s)'
-                   % d['snapshot_retain'])
+                   % d.snapshot_retain)
     cli.add_device_arguments(p)
     cli.add_communicator_argument(p)
     p.add_argument('--out', '-o', default='result', type=cli.path,
@@ -88,14 +88,14 @@ def build_parser():
                    'numbers bit for bit, 1.4-1.8x faster at batch 100 (see '
                    'scripts/benchmark.py); --no-fast uses Chainer\'s own '
                    'functions throughout (default %s)'
-                   % ('--fast' if d['fast'] else '--no-fast'))
+                   % ('--fast' if d.fast else '--no-fast'))
     p.add_argument('--cuda-graph', dest='cuda_graph',
                    action=argparse.BooleanOptionalAction,
                    help='on a GPU, replay the whole training step as one '
                    'CUDA graph (vae/kernels/cuda_graph.py; needs '
                    'nvmath-python); '
                    'not yet run on a GPU, so off by default (default %s)'
-                   % ('--cuda-graph' if d['cuda_graph'] else
+                   % ('--cuda-graph' if d.cuda_graph else
                       '--no-cuda-graph'))
     return p
 
@@ -130,7 +130,7 @@ def main(argv=None):
 def setup(args, comm):
     """The settings, the device and the data of this process."""
     overrides = {key: getattr(args, key, None)
-                 for key in config_lib.defaults()}
+                 for key in config_lib.NAMES}
     overrides['ranks'] = parallel.size(comm)  # set by mpiexec -n alone
     config = config_lib.resolve(args.config, overrides)
     device = device_lib.get_device(
@@ -141,18 +141,18 @@ def setup(args, comm):
 
 def load_data(config, args):
     """Train and test images as the config says (labels are not needed)."""
-    mode = config['binarize']
+    mode = config.binarize
     # dynamic: continuous training images, binarized afresh every epoch, and
     # one fixed binarization of the test images
     train, test = mnist.load_mnist(
         args.data_dir, binarize=None if mode == 'dynamic' else mode,
-        seed=config['seed'], progress=args.progress)
+        seed=config.seed, progress=args.progress)
     train_x, test_x = train.images, test.images
-    if config['test']:
+    if config.test:
         train_x, test_x = train_x[:TEST_SUBSET[0]], test_x[:TEST_SUBSET[1]]
     if mode == 'dynamic':
-        train_x = mnist.DynamicBinarized(train_x, seed=config['seed'])
+        train_x = mnist.DynamicBinarized(train_x, seed=config.seed)
         test_x = mnist.binarize_images(test_x, 'dynamic',
-                                          rng=config['seed'])
+                                          rng=config.seed)
     return train_x, test_x
 

@@ -160,7 +160,7 @@ class Snapshot(training.Extension):
     kept (Chainer's writer keeps the newest files by time instead).
 
     Args:
-        config (dict): The run's settings.
+        config (vae.config.Config): The run's settings.
         retain (int): How many snapshots to keep.
     """
 
@@ -168,7 +168,7 @@ class Snapshot(training.Extension):
     priority = -100  # after every other extension, as Chainer's snapshot
 
     def __init__(self, config, retain):
-        self._config = json.dumps(config, sort_keys=True)
+        self._config = json.dumps(config.as_dict(), sort_keys=True)
         self._retain = retain
 
     def __call__(self, trainer):

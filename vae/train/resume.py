@@ -119,15 +119,16 @@ def settings_differences(previous, config):
     may not change (a key that ``previous`` lacks counts as
     :data:`vae.config.ABSENT_MEANS` says)."""
     previous = dict(config_lib.ABSENT_MEANS, **previous)
-    return ['%s=%r there, %r now' % (key, previous[key], config[key])
-            for key in sorted(config)
+    now = config.as_dict()
+    return ['%s=%r there, %r now' % (key, previous[key], now[key])
+            for key in sorted(now)
             if key in previous and key not in config_lib.RESUMABLE_KEYS
-            and previous[key] != config[key]]
+            and previous[key] != now[key]]
 
 
 def _refuse(where, previous, config, diffs, fix):
     kind = ('another model' if any(
-        key in previous and previous[key] != config[key]
+        key in previous and previous[key] != getattr(config, key)
         for key in config_lib.MODEL_KEYS) else 'other settings')
     raise ResumeError('%s holds a run of %s (%s); it cannot be continued '
                       'with these settings, and it is left untouched. %s'
@@ -208,12 +209,12 @@ def snapshot_epoch(npz, path):
 
 def finished_note(where, epoch, config):
     """The line a rerun of a run finished at ``epoch`` prints, or ``None``
-    where the requested ``config['epoch']`` asks for more training."""
-    if epoch < config['epoch']:
+    where the requested ``config.epoch`` asks for more training."""
+    if epoch < config.epoch:
         return None
     return ('%s has finished %d epochs, and --epoch %d asks for no more; '
             'nothing was trained or written. To train longer, raise --epoch'
-            % (where, epoch, config['epoch']))
+            % (where, epoch, config.epoch))
 
 
 def load_snapshot(path, trainer):

@@ -47,7 +47,7 @@ PRINTED = ['epoch', 'main/loss', 'validation/main/loss', 'main/reconstr',
 
 def build_model(config, n_in=784):
     """The VAE that ``config`` describes."""
-    return VAE(n_in, config['n_latent'], config['n_h'], config['activation'])
+    return VAE(n_in, config.n_latent, config.n_h, config.activation)
 
 
 class Path(NamedTuple):
@@ -131,7 +131,7 @@ def train(config, out, train_data, test_data, device, resume=None,
     """Train a VAE as ``config`` says, writing everything under ``out``.
 
     Args:
-        config (dict): A resolved configuration (:func:`vae.config.resolve`).
+        config (Config): A resolved configuration (:func:`vae.config.resolve`).
         out (str): Output folder; an earlier run there is continued from its
             latest snapshot.
         train_data, test_data: Datasets of images, (N, n_in) float32.
@@ -141,12 +141,12 @@ def train(config, out, train_data, test_data, device, resume=None,
         explicit_config (bool): The settings were named in a config file,
             so a snapshot without a record of its own may be continued.
         comm: A ChainerMN communicator: train on this rank's share of the
-            data, as one of ``config['ranks']`` processes; ``None``: alone.
+            data, as one of ``config.ranks`` processes; ``None``: alone.
 
     Returns:
         VAE: the trained model, on ``device``; ``None`` where the run in
         ``out`` (or the ``resume`` snapshot) had already reached
-        ``config['epoch']``: then a line says so and nothing is changed.
+        ``config.epoch``: then a line says so and nothing is changed.
 
     Raises:
         TrainingInterrupted: Ctrl-C (or a SIGTERM turned into
@@ -155,17 +155,17 @@ def train(config, out, train_data, test_data, device, resume=None,
     check_memory(config, n_in)
     if comm is not None:
         train_data = parallel.share(
-            train_data, comm, seed=config['seed'],
-            rank_seed=parallel.rank_seed(config['seed'], comm.rank))
+            train_data, comm, seed=config.seed,
+            rank_seed=parallel.rank_seed(config.seed, comm.rank))
         test_data = parallel.share(test_data, comm)
-    if config['batchsize'] > len(train_data):
+    if config.batchsize > len(train_data):
         each = ('' if comm is None else ' of each of the %d ranks'
                 % comm.size)
         raise parallel.every_rank(config_lib.ConfigError(
             'batchsize %d is larger than the %d training images%s; an epoch '
             'is one pass over them, so use at most %d'
-            % (config['batchsize'], len(train_data), each, len(train_data))))
-    device_lib.seed(device, config['seed'])  # the same weights on every rank
+            % (config.batchsize, len(train_data), each, len(train_data))))
+    device_lib.seed(device, config.seed)  # the same weights on every rank
     model = build_model(config, n_in)
     with contextlib.ExitStack() as held:
         snapshot, data, finished = parallel.root_first(
@@ -178,7 +178,7 @@ def train(config, out, train_data, test_data, device, resume=None,
             return None
         if comm is not None:  # from here on, each rank its own stream
             device_lib.seed(device,
-                            parallel.rank_seed(config['seed'], comm.rank))
+                            parallel.rank_seed(config.seed, comm.rank))
         model.to_device(device)
         trainer = _trainer(config, out, model, train_data, test_data, device,
                            progress, comm)
@@ -220,13 +220,13 @@ def check_memory(config, n_in=784):
     """
     try:
         memory.check(
-            memory.training_bytes(n_in, config['n_latent'], config['n_h'],
-                                  config['batchsize'],
-                                  max(config['k'], config['k_test'])),
+            memory.training_bytes(n_in, config.n_latent, config.n_h,
+                                  config.batchsize,
+                                  max(config.k, config.k_test)),
             'training a %d-%d-%d VAE on batches of %d images with k=%d '
-            '(k_test=%d)' % (n_in, config['n_h'], config['n_latent'],
-                             config['batchsize'], config['k'],
-                             config['k_test']),
+            '(k_test=%d)' % (n_in, config.n_h, config.n_latent,
+                             config.batchsize, config.k,
+                             config.k_test),
             'use a smaller --n-hidden, --dim-z, --batchsize, --k or --k-test')
     except memory.MemoryEstimateError as e:
         raise parallel.every_rank(e)
@@ -251,7 +251,7 @@ def _prepare(held, config, out, model, resume, explicit_config, broadcast):
     Returns:
         tuple: the snapshot to resume from (or ``None``); where
         ``broadcast``, its bytes for the other ranks; and where the run has
-        already reached ``config['epoch']``, the line that says so (then
+        already reached ``config.epoch``, the line that says so (then
         nothing was changed), else ``None``.
     """
     held.enter_context(run_folder.made_for_run(out))
@@ -271,7 +271,7 @@ def _prepare(held, config, out, model, resume, explicit_config, broadcast):
         print('removed what an interrupted run left in %s: %s'
               % (out, ', '.join(removed)), file=sys.stderr)
     atomic.write_text(os.path.join(out, run_folder.CONFIG_FILE),
-                      json.dumps(config, indent=2, sort_keys=True) + '\n')
+                      config.as_json())
     if snapshot is None or not broadcast:
         return snapshot, None, None
     with open(snapshot, 'rb') as f:
@@ -338,23 +338,23 @@ def _trainer(config, out, model, train_data, test_data, device, progress,
     the extensions that communicate; those that write or print run on rank
     0 alone. (Chainer's Trainer still makes ``out`` on every rank.)
     """
-    path = training_path(model, device, config['alpha'], config['fast'],
-                         config['cuda_graph'], comm)
+    path = training_path(model, device, config.alpha, config.fast,
+                         config.cuda_graph, comm)
     path.optimizer.setup(model)
     train_iter = chainer.iterators.SerialIterator(
-        train_data, config['batchsize'])
+        train_data, config.batchsize)
     test_iter = chainer.iterators.SerialIterator(
-        test_data, config['batchsize'], repeat=False, shuffle=False)
-    noise_seed = (config['seed'] if comm is None else
-                  parallel.rank_seed(config['seed'], comm.rank))
+        test_data, config.batchsize, repeat=False, shuffle=False)
+    noise_seed = (config.seed if comm is None else
+                  parallel.rank_seed(config.seed, comm.rank))
     updater = path.make_updater(train_iter, path.optimizer, noise_seed,
-                                config['C'], config['k'])
+                                config.C, config.k)
     make_loss_func = path.make_loss_func
-    trainer = training.Trainer(updater, EpochLimit(config['epoch']),
+    trainer = training.Trainer(updater, EpochLimit(config.epoch),
                                out=out)
     root = parallel.is_root(comm)
 
-    eval_func = make_loss_func(C=config['C'], k=config['k_test'])
+    eval_func = make_loss_func(C=config.C, k=config.k_test)
     if comm is not None:  # each batch is progress (--rank-timeout)
         eval_func = watchdog.with_progress(eval_func)
     evaluator = extensions.Evaluator(test_iter, model, device=device,
@@ -368,8 +368,8 @@ def _trainer(config, out, model, train_data, test_data, device, progress,
             comm, ('main/loss', 'main/reconstr', 'main/kl')))
     if root:
         trainer.extend(vae_extensions.GraphExport(
-            model, test_data[:config['batchsize']], config['C'],
-            config['k']))
+            model, test_data[:config.batchsize], config.C,
+            config.k))
         log_report = extensions.LogReport(log_name=None)  # LogFile writes it
         trainer.extend(log_report)
         trainer.extend(vae_extensions.LogFile(log_report))
@@ -390,7 +390,7 @@ def _trainer(config, out, model, train_data, test_data, device, progress,
     if root:
         # named as Chainer's snapshot extension was, so older snapshots load
         trainer.extend(vae_extensions.Snapshot(config,
-                                               config['snapshot_retain']),
+                                               config.snapshot_retain),
                        name='_Snapshot')
         trainer.extend(extensions.PrintReport(
             PRINTED, out=vae_extensions.PlainStream(sys.stdout)))
