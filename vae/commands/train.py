@@ -20,6 +20,7 @@ from vae import config as config_lib  # NOQA: E402
 from vae import device as device_lib  # NOQA: E402
 from vae import data as mnist
 from vae.train import trainer
+from vae import launch  # NOQA: E402
 from vae import parallel  # NOQA: E402
 from vae import watchdog
 from vae.memory import MemoryEstimateError  # NOQA: E402
@@ -135,7 +136,7 @@ def setup(args, comm):
     config = config_lib.resolve(args.config, overrides)
     device = device_lib.get_device(
         args.gpu, args.device, 0 if comm is None else comm.intra_rank)
-    parallel.check_device(args.communicator, device)
+    launch.check_device(args.communicator, device)
     return config, device, load_data(config, args)
 
 
