@@ -107,7 +107,7 @@ def test_the_ranks_hold_the_same_weights_after_every_update(two_ranks):
     assert len(digests[0]) == 2 * ITERATIONS_PER_EPOCH
     assert digests[0] == digests[1]
     # every update changed the weights, the first one too (ChainerMN's
-    # optimizer would skip it: see parallel.start_optimizer)
+    # optimizer would skip it: see parallel.Ranks.start_optimizer)
     assert len(set(digests[0] + [zero['initial']])) == len(digests[0]) + 1
 
 
@@ -340,15 +340,16 @@ def test_each_rank_of_a_machine_gets_its_own_gpu():
 
 
 def test_without_a_communicator_one_process_decides_alone():
-    assert parallel.root_first(None, lambda: 5) == 5
-    assert parallel.agree(None, lambda: 6) == 6
-    assert parallel.any_rank(None, True) == [0]
-    assert parallel.any_rank(None, False) == []
-    assert (parallel.rank(None), parallel.size(None)) == (0, 1)
+    alone = parallel.ONE_PROCESS
+    assert alone.root_first(lambda: 5) == 5
+    assert alone.agree(lambda: 6) == 6
+    assert alone.any_rank(True) == [0]
+    assert alone.any_rank(False) == []
+    assert (alone.rank, alone.size) == (0, 1)
     error = ValueError('bad')
-    assert parallel.exit_status(error, None) == 'error: bad'
+    assert alone.exit_status(error) == 'error: bad'
     with pytest.raises(ValueError, match='bad'):
-        parallel.agree(None, lambda: (_ for _ in ()).throw(error))
+        alone.agree(lambda: (_ for _ in ()).throw(error))
     assert not hasattr(error, '_vae_raised_on_every_rank')
 
 
@@ -424,7 +425,7 @@ def wait_for(condition, seconds=10):
 def test_a_watchdog_without_progress_aborts_the_job(monkeypatch, capsys):
     monkeypatch.setattr(parallel, 'ABORT_GRACE', 0)
     comm = FakeComm()
-    with watchdog.watched(comm, 0.3) as dog:
+    with parallel.Ranks(comm).watched(0.3) as dog:
         assert isinstance(dog, watchdog.Watchdog)
         assert wait_for(lambda: comm.aborted)
     assert comm.aborted == [1]
@@ -438,7 +439,7 @@ def test_a_watchdog_without_progress_aborts_the_job(monkeypatch, capsys):
 def test_progress_keeps_the_watchdog_quiet(monkeypatch):
     monkeypatch.setattr(parallel, 'ABORT_GRACE', 0)
     comm = FakeComm()
-    with watchdog.watched(comm, 1.0) as dog:
+    with parallel.Ranks(comm).watched(1.0) as dog:
         for _ in range(40):  # 2 s, twice the timeout
             watchdog.progress()
             time.sleep(0.05)
@@ -450,9 +451,9 @@ def test_progress_keeps_the_watchdog_quiet(monkeypatch):
 
 
 def test_no_watchdog_alone_or_with_no_limit():
-    with watchdog.watched(None, 5) as dog:
+    with parallel.ONE_PROCESS.watched(5) as dog:
         assert dog is None
-    with watchdog.watched(FakeComm(), 0) as dog:
+    with parallel.Ranks(FakeComm()).watched(0) as dog:
         assert dog is None
 
 
