@@ -353,6 +353,84 @@ def test_without_a_communicator_one_process_decides_alone():
     assert not hasattr(error, '_vae_raised_on_every_rank')
 
 
+class Untouchable:
+    """Fails a test on any use: what the null must leave alone."""
+
+    def __getattr__(self, name):
+        raise AssertionError('the one-process role used .%s' % name)
+
+
+class Extended:
+    """A trainer's ``extend``, recorded."""
+
+    def __init__(self):
+        self.extensions = []
+
+    def extend(self, extension, name=None):
+        self.extensions.append((extension, name))
+
+
+def test_the_one_process_role_does_nothing():
+    from vae.data.binarize import DynamicBinarized
+    alone = parallel.ONE_PROCESS
+    images = numpy.full((3, 4), 0.5, numpy.float32)
+    dynamic = DynamicBinarized(images, seed=1)
+    assert alone.share(images) is images
+    assert alone.share(images, seed=3) is images
+    assert alone.share(dynamic, seed=3) is dynamic
+    calls = []
+    assert alone.root_first(lambda: calls.append('root') or 7) == 7
+    assert alone.agree(lambda: calls.append('agree') or 8) == 8
+    assert calls == ['root', 'agree']  # each called once
+    optimizer = Untouchable()
+    assert alone.optimizer(optimizer) is optimizer
+    alone.start_optimizer(optimizer, Untouchable())
+    state = numpy.random.get_state()[1].copy()
+    alone.own_stream(Untouchable(), 5)  # the run's stream goes on
+    assert (numpy.random.get_state()[1] == state).all()
+    assert alone.rank_seed(5) == 5
+    assert (alone.intra_rank, alone.is_root, alone.distributed) == (
+        0, True, False)
+    func = len
+    assert alone.with_progress(func) is func
+    assert alone.where([0], float('nan')) == '(nan)'
+    assert alone.of_each == '' and alone.cuda_graph_obstacle is None
+    alone.barrier()
+    trainer, evaluator = Extended(), object()
+    alone.extend_evaluator(trainer, evaluator, ('main/loss',))
+    assert trainer.extensions == [(evaluator, None)]
+    with alone.watched(0.01) as dog:
+        assert dog is None
+        time.sleep(0.05)  # nothing watches: nothing aborts
+    with pytest.raises(SystemExit) as info:
+        alone.abort('error: alone')
+    assert info.value.code == 'error: alone'
+
+
+def test_the_one_process_role_keeps_its_random_states_in_snapshots():
+    from vae.train import extensions
+    trainer = Extended()
+    parallel.ONE_PROCESS.extend_states(trainer, Untouchable())
+    (state, name), = trainer.extensions
+    assert isinstance(state, extensions.NumpyRandomState) and name is None
+    trainer = Extended()
+    parallel.ONE_PROCESS.extend_states(trainer, Untouchable(),
+                                       numpy.random.default_rng(0))
+    assert [name for _, name in trainer.extensions] == [
+        None, 'DataRandomState']
+
+
+def test_the_one_process_role_has_the_interface_of_the_ranks():
+    def interface(cls):
+        return {name for name in vars(cls) if not name.startswith('_')}
+    assert interface(parallel.OneProcess) == interface(parallel.Ranks)
+    ranks = parallel.Ranks(FakeComm(rank=1, size=3))
+    assert (ranks.rank, ranks.size, ranks.is_root) == (1, 3, False)
+    assert ranks.rank_seed(5) == parallel.rank_seed(5, 1) != 5
+    assert ranks.where([0, 2], float('nan')) == 'on rank 0, 2'
+    assert ranks.of_each == ' of each of the 3 ranks'
+
+
 def test_noise_per_batch_on_the_device_equals_the_cpus(monkeypatch, mnist):
     from standin import stand_in_gpu
     numpy.random.seed(0)
