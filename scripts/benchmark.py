@@ -176,19 +176,19 @@ class Steps(object):
         Unavailable: The path cannot run on ``device``.
     """
 
-    def __init__(self, path, batch, data, device, comm=None):
+    def __init__(self, path, batch, data, device,
+                 ranks=parallel.ONE_PROCESS):
         device_lib.seed(device, 0)
         self.model = model_lib.VAE(act_func=ACTIVATION, **SIZES)
         self.model.to_device(device)
         graph = path in ('graph', 'fused-eager')
         chosen = trainer_lib.training_path(
             self.model, device, alpha=0.001, fast=path == 'fast',
-            cuda_graph=graph, comm=comm)
+            cuda_graph=graph, ranks=ranks)
         if chosen.name != ('graph' if graph else path):
             raise Unavailable('%s path unavailable on %s' % (path, device))
         chosen.optimizer.setup(self.model)
-        if comm is not None:
-            parallel.start_optimizer(chosen.optimizer, self.model, comm)
+        ranks.start_optimizer(chosen.optimizer, self.model)
         iterator = chainer.iterators.SerialIterator(data, batch)
         if path == 'fused-eager':  # the graph path's step, not captured
             from vae.train.graph_updater import GraphUpdater
@@ -529,22 +529,22 @@ RANK_COLUMNS = (
 )
 
 
-def rank_steps(comm, batch, steps, warmup):
-    """Seconds per training step on every rank of ``comm`` (the slowest
+def rank_steps(ranks, batch, steps, warmup):
+    """Seconds per training step on every rank of ``ranks`` (the slowest
     rank's), timed between barriers; each rank trains on random images of
     its own."""
     device = device_lib.get_device(-1)
-    rng = numpy.random.RandomState(comm.rank)
+    rng = numpy.random.RandomState(ranks.rank)
     data = rng.random_sample(((steps + warmup + 1) * batch,
                               SIZES['n_in'])).astype(numpy.float32)
-    trainer = Steps(PATHS[1], batch, data, device, comm)
+    trainer = Steps(PATHS[1], batch, data, device, ranks)
     for _ in range(warmup):
         trainer.step()
-    comm.mpi_comm.Barrier()
+    ranks.barrier()
     start = time.perf_counter()
     for _ in range(steps):
         trainer.step()
-    comm.mpi_comm.Barrier()
+    ranks.barrier()
     return (time.perf_counter() - start) / steps
 
 
@@ -716,10 +716,10 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.rank_worker:  # one rank of a job that launch_ranks started
-        comm = parallel.create_communicator('naive')
-        seconds = rank_steps(comm, args.batch_sizes[0], args.steps,
+        ranks = parallel.create_ranks('naive')
+        seconds = rank_steps(ranks, args.batch_sizes[0], args.steps,
                              args.warmup)
-        if parallel.is_root(comm):
+        if ranks.is_root:
             write_text(args.rank_worker, repr(seconds))
         return 0
     if args.host_cost:

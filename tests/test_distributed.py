@@ -107,7 +107,7 @@ def test_the_ranks_hold_the_same_weights_after_every_update(two_ranks):
     assert len(digests[0]) == 2 * ITERATIONS_PER_EPOCH
     assert digests[0] == digests[1]
     # every update changed the weights, the first one too (ChainerMN's
-    # optimizer would skip it: see parallel.start_optimizer)
+    # optimizer would skip it: see parallel.Ranks.start_optimizer)
     assert len(set(digests[0] + [zero['initial']])) == len(digests[0]) + 1
 
 
@@ -340,16 +340,95 @@ def test_each_rank_of_a_machine_gets_its_own_gpu():
 
 
 def test_without_a_communicator_one_process_decides_alone():
-    assert parallel.root_first(None, lambda: 5) == 5
-    assert parallel.agree(None, lambda: 6) == 6
-    assert parallel.any_rank(None, True) == [0]
-    assert parallel.any_rank(None, False) == []
-    assert (parallel.rank(None), parallel.size(None)) == (0, 1)
+    alone = parallel.ONE_PROCESS
+    assert alone.root_first(lambda: 5) == 5
+    assert alone.agree(lambda: 6) == 6
+    assert alone.any_rank(True) == [0]
+    assert alone.any_rank(False) == []
+    assert (alone.rank, alone.size) == (0, 1)
     error = ValueError('bad')
-    assert parallel.exit_status(error, None) == 'error: bad'
+    assert alone.exit_status(error) == 'error: bad'
     with pytest.raises(ValueError, match='bad'):
-        parallel.agree(None, lambda: (_ for _ in ()).throw(error))
+        alone.agree(lambda: (_ for _ in ()).throw(error))
     assert not hasattr(error, '_vae_raised_on_every_rank')
+
+
+class Untouchable:
+    """Fails a test on any use: what the null must leave alone."""
+
+    def __getattr__(self, name):
+        raise AssertionError('the one-process role used .%s' % name)
+
+
+class Extended:
+    """A trainer's ``extend``, recorded."""
+
+    def __init__(self):
+        self.extensions = []
+
+    def extend(self, extension, name=None):
+        self.extensions.append((extension, name))
+
+
+def test_the_one_process_role_does_nothing():
+    from vae.data.binarize import DynamicBinarized
+    alone = parallel.ONE_PROCESS
+    images = numpy.full((3, 4), 0.5, numpy.float32)
+    dynamic = DynamicBinarized(images, seed=1)
+    assert alone.share(images) is images
+    assert alone.share(images, seed=3) is images
+    assert alone.share(dynamic, seed=3) is dynamic
+    calls = []
+    assert alone.root_first(lambda: calls.append('root') or 7) == 7
+    assert alone.agree(lambda: calls.append('agree') or 8) == 8
+    assert calls == ['root', 'agree']  # each called once
+    optimizer = Untouchable()
+    assert alone.optimizer(optimizer) is optimizer
+    alone.start_optimizer(optimizer, Untouchable())
+    state = numpy.random.get_state()[1].copy()
+    alone.own_stream(Untouchable(), 5)  # the run's stream goes on
+    assert (numpy.random.get_state()[1] == state).all()
+    assert alone.rank_seed(5) == 5
+    assert (alone.intra_rank, alone.is_root, alone.distributed) == (
+        0, True, False)
+    func = len
+    assert alone.with_progress(func) is func
+    assert alone.where([0], float('nan')) == '(nan)'
+    assert alone.of_each == '' and alone.cuda_graph_obstacle is None
+    alone.barrier()
+    trainer, evaluator = Extended(), object()
+    alone.extend_evaluator(trainer, evaluator, ('main/loss',))
+    assert trainer.extensions == [(evaluator, None)]
+    with alone.watched(0.01) as dog:
+        assert dog is None
+        time.sleep(0.05)  # nothing watches: nothing aborts
+    with pytest.raises(SystemExit) as info:
+        alone.abort('error: alone')
+    assert info.value.code == 'error: alone'
+
+
+def test_the_one_process_role_keeps_its_random_states_in_snapshots():
+    from vae.train import extensions
+    trainer = Extended()
+    parallel.ONE_PROCESS.extend_states(trainer, Untouchable())
+    (state, name), = trainer.extensions
+    assert isinstance(state, extensions.NumpyRandomState) and name is None
+    trainer = Extended()
+    parallel.ONE_PROCESS.extend_states(trainer, Untouchable(),
+                                       numpy.random.default_rng(0))
+    assert [name for _, name in trainer.extensions] == [
+        None, 'DataRandomState']
+
+
+def test_the_one_process_role_has_the_interface_of_the_ranks():
+    def interface(cls):
+        return {name for name in vars(cls) if not name.startswith('_')}
+    assert interface(parallel.OneProcess) == interface(parallel.Ranks)
+    ranks = parallel.Ranks(FakeComm(rank=1, size=3))
+    assert (ranks.rank, ranks.size, ranks.is_root) == (1, 3, False)
+    assert ranks.rank_seed(5) == parallel.rank_seed(5, 1) != 5
+    assert ranks.where([0, 2], float('nan')) == 'on rank 0, 2'
+    assert ranks.of_each == ' of each of the 3 ranks'
 
 
 def test_noise_per_batch_on_the_device_equals_the_cpus(monkeypatch, mnist):
@@ -424,7 +503,7 @@ def wait_for(condition, seconds=10):
 def test_a_watchdog_without_progress_aborts_the_job(monkeypatch, capsys):
     monkeypatch.setattr(parallel, 'ABORT_GRACE', 0)
     comm = FakeComm()
-    with watchdog.watched(comm, 0.3) as dog:
+    with parallel.Ranks(comm).watched(0.3) as dog:
         assert isinstance(dog, watchdog.Watchdog)
         assert wait_for(lambda: comm.aborted)
     assert comm.aborted == [1]
@@ -438,7 +517,7 @@ def test_a_watchdog_without_progress_aborts_the_job(monkeypatch, capsys):
 def test_progress_keeps_the_watchdog_quiet(monkeypatch):
     monkeypatch.setattr(parallel, 'ABORT_GRACE', 0)
     comm = FakeComm()
-    with watchdog.watched(comm, 1.0) as dog:
+    with parallel.Ranks(comm).watched(1.0) as dog:
         for _ in range(40):  # 2 s, twice the timeout
             watchdog.progress()
             time.sleep(0.05)
@@ -450,9 +529,9 @@ def test_progress_keeps_the_watchdog_quiet(monkeypatch):
 
 
 def test_no_watchdog_alone_or_with_no_limit():
-    with watchdog.watched(None, 5) as dog:
+    with parallel.ONE_PROCESS.watched(5) as dog:
         assert dog is None
-    with watchdog.watched(FakeComm(), 0) as dog:
+    with parallel.Ranks(FakeComm()).watched(0) as dog:
         assert dog is None
 
 

@@ -206,7 +206,7 @@ def test_a_launch_of_several_processes_needs_the_communicator(
 def test_one_launched_process_runs_alone(monkeypatch):
     from vae import parallel
     monkeypatch.setenv('PMI_SIZE', '1')
-    assert parallel.create_communicator(None) is None
+    assert parallel.create_ranks(None) is parallel.ONE_PROCESS
 
 
 # --- Ctrl-C and SIGTERM -----------------------------------------------------

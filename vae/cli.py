@@ -115,7 +115,7 @@ def add_progress_argument(parser, what='the progress bar'):
 def add_communicator_argument(parser):
     """``--communicator``: run as one of the processes of an MPI job; and
     ``--rank-timeout``, how long a rank may go without progress there."""
-    from vae.parallel import COMMUNICATORS
+    from vae.launch import COMMUNICATORS
     from vae.watchdog import RANK_TIMEOUT
     parser.add_argument('--communicator', choices=COMMUNICATORS,
                         help='run as one rank of `mpiexec -n N ...` with '
@@ -178,9 +178,9 @@ def one_process_main(build_parser, run, stopped):
     Ctrl-C and SIGTERM ending it in one line that says ``stopped`` (where
     the work is left)."""
     def main(argv=None):
-        from vae import parallel
+        from vae import launch
         args = build_parser().parse_args(argv)
-        parallel.single_process_or_exit()
+        launch.single_process_or_exit()
         with stopped_in_one_line(stopped):
             return run(args)
     return main

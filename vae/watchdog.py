@@ -24,19 +24,19 @@ class Watchdog:
 
     A thread checks how long ago :meth:`pet` was last called (the training loop
     calls it every iteration, an evaluation every batch or chunk, and
-    :func:`agree` and :func:`root_first` after each exchange: see
-    :func:`progress`). Past ``timeout`` it says so in one line naming the rank
-    and ``--rank-timeout``, and aborts the job (:func:`vae.parallel.abort`). A
-    rank that waits for a stopped one makes no progress either, so the job ends
-    even where the stopped rank cannot say anything.
+    ``agree`` and ``root_first`` after each exchange: see :func:`progress`).
+    Past ``timeout`` it says so in one line naming the rank and
+    ``--rank-timeout``, and aborts the job (:meth:`vae.parallel.Ranks.abort`).
+    A rank that waits for a stopped one makes no progress either, so the job
+    ends even where the stopped rank cannot say anything.
 
     Args:
-        comm: The communicator (its ``mpi_comm.Abort`` ends the job).
+        ranks (vae.parallel.Ranks): This rank (its ``abort`` ends the job).
         timeout (float): Seconds without progress that end the job.
     """
 
-    def __init__(self, comm, timeout):
-        self._comm = comm
+    def __init__(self, ranks, timeout):
+        self._ranks = ranks
         self.timeout = timeout
         self._last = time.monotonic()
         self._stopped = threading.Event()
@@ -71,25 +71,25 @@ class Watchdog:
     def expire(self):
         """End the job: one line naming the rank and the flag, then
         ``MPI_Abort``."""
-        from vae import parallel  # which imports this module
-        parallel.abort(
-            self._comm, 'error: no progress on rank %d of %d for %g s '
+        self._ranks.abort(
+            'error: no progress on rank %d of %d for %g s '
             '(--rank-timeout): this rank, or a rank it waits for, is '
             'stopped or hangs; stopping every rank (a larger '
             '--rank-timeout allows slower steps)'
-            % (self._comm.rank, self._comm.size, self.timeout))
+            % (self._ranks.rank, self._ranks.size, self.timeout))
 
 
 @contextlib.contextmanager
-def watched(comm, timeout=RANK_TIMEOUT):
-    """Within, a :class:`Watchdog` watches this rank (none without a
-    communicator or with ``timeout`` 0); :func:`progress` pets it. Yields
-    the watchdog or ``None``."""
+def watched(ranks, timeout=RANK_TIMEOUT):
+    """Within, a :class:`Watchdog` watches this rank of ``ranks`` (none with
+    ``timeout`` 0; a process alone is not watched:
+    :meth:`vae.parallel.OneProcess.watched`); :func:`progress` pets it.
+    Yields the watchdog or ``None``."""
     global _watchdog
-    if comm is None or not timeout:
+    if not timeout:
         yield None
         return
-    dog = Watchdog(comm, timeout).start()
+    dog = Watchdog(ranks, timeout).start()
     _watchdog = dog
     try:
         yield dog

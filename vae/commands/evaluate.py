@@ -32,7 +32,6 @@ from vae import config as config_lib
 from vae import device as device_lib
 from vae import data as mnist
 from vae import parallel
-from vae import watchdog
 from vae.eval import estimators
 from vae import memory
 from vae.atomic import output_file, write_text
@@ -117,47 +116,39 @@ STOPPED = ('no results were written (nothing is left half-written); run '
 def main(argv=None):
     args = build_parser().parse_args(argv)
     with cli.stopped_in_one_line(STOPPED):
-        comm = parallel.communicator_or_exit(args.communicator)
+        ranks = parallel.ranks_or_exit(args.communicator)
         try:
-            with watchdog.watched(comm, args.rank_timeout):
-                return run(args, comm)
+            with ranks.watched(args.rank_timeout):
+                return run(args, ranks)
         except KeyboardInterrupt as e:
-            if comm is None:
-                raise
-            # one rank stopped: the others would wait for it forever
-            parallel.exit_status(cli.interruption(e, STOPPED), comm)
+            # over a job, one rank stopped: the others would wait for it
+            # forever (alone, the one line of cli.stopped_in_one_line)
+            sys.exit(ranks.exit_status(cli.interruption(e, STOPPED)))
 
 
-def run(args, comm):
-    """Evaluate as ``args`` say, on this rank of ``comm`` (or alone)."""
+def run(args, ranks):
+    """Evaluate as ``args`` say, as this process of ``ranks``."""
     try:
-        args.progress = args.progress and parallel.is_root(comm)
-        model, images, device, out = parallel.agree(
-            comm, lambda: setup(args, comm))
+        args.progress = args.progress and ranks.is_root
+        model, images, device, out = ranks.agree(lambda: setup(args, ranks))
     except (ModelFileError, device_lib.DeviceError, mnist.MNISTError,
             parallel.DistributedError, memory.MemoryEstimateError,
             OSError) as e:
-        sys.exit(parallel.exit_status(e, comm))
+        sys.exit(ranks.exit_status(e))
 
     model.to_device(device)
     options = dict(k=args.k, iw_samples=args.iw_samples,
                    iw_chunk=args.iw_chunk,
                    batchsize=estimators.DEFAULT_BATCHSIZE,
                    progress=args.progress)
-    if comm is None:
-        device_lib.seed(device, args.seed)  # the generators z is drawn from
-        result = estimators.evaluate(model, images, **options)
-    else:
-        result = parallel.evaluate(comm, model, images, args.seed,
-                                      **options)
-        if result is None:  # not rank 0
-            return 0
+    result = ranks.evaluate(model, images, device, args.seed, **options)
+    if result is None:  # not rank 0
+        return 0
     result.update(
         model=os.path.abspath(args.model), split=args.split,
         limit=args.limit, binarize=args.binarize, seed=args.seed,
         iw_chunk=args.iw_chunk, device=str(device),
-        ranks=parallel.size(comm),
-        noise='one stream' if comm is None else 'per batch')
+        ranks=ranks.size, noise=ranks.noise)
 
     print(format_table(result))
     try:
@@ -169,7 +160,7 @@ def run(args, comm):
     return 0
 
 
-def setup(args, comm):
+def setup(args, ranks):
     """The model, the images, the device and (on rank 0) the output file of
     this process, each checked before the work."""
     name = 'evaluation_%s.json' % args.split
@@ -184,11 +175,10 @@ def setup(args, comm):
         'use a smaller --k or --iw-chunk (the -log p(x) estimate does not '
         'depend on --iw-chunk)')
     out = None
-    if parallel.is_root(comm):
+    if ranks.is_root:
         out = output_file(args.out or os.path.join(
             os.path.dirname(os.path.abspath(args.model)), ''), name)
-    device = device_lib.get_device(
-        args.gpu, args.device, 0 if comm is None else comm.intra_rank)
+    device = device_lib.get_device(args.gpu, args.device, ranks.intra_rank)
     split, = mnist.load_mnist(
         args.data_dir, binarize=args.binarize, seed=args.seed,
         progress=args.progress, splits=(args.split,))

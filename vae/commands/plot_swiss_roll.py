@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # NOQA: E402
 from matplotlib.figure import Figure  # NOQA: E402
 from sklearn.datasets import make_swiss_roll  # NOQA: E402
 
-from vae import cli, parallel  # NOQA: E402
+from vae import cli, launch  # NOQA: E402
 from vae.viz import figure_files  # NOQA: E402
 from vae.atomic import save_png  # NOQA: E402
 
@@ -132,7 +132,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    parallel.single_process_or_exit()
+    launch.single_process_or_exit()
     try:
         os.makedirs(args.out, exist_ok=True)
         points, t = make_swiss_roll(N_POINTS, noise=NOISE,

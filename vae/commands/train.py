@@ -20,8 +20,8 @@ from vae import config as config_lib  # NOQA: E402
 from vae import device as device_lib  # NOQA: E402
 from vae import data as mnist
 from vae.train import trainer
+from vae import launch  # NOQA: E402
 from vae import parallel  # NOQA: E402
-from vae import watchdog
 from vae.memory import MemoryEstimateError  # NOQA: E402
 from vae.model import ACTIVATIONS  # NOQA: E402
 from vae.train.resume import ResumeError  # NOQA: E402
@@ -103,39 +103,38 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     cli.stop_on_sigterm()
-    comm = None
+    ranks = parallel.ONE_PROCESS  # until the role is known
     try:
-        comm = parallel.create_communicator(args.communicator)
-        with watchdog.watched(comm, args.rank_timeout):
-            args.progress = args.progress and parallel.is_root(comm)
-            config, device, (train_data, test_data) = parallel.agree(
-                comm, lambda: setup(args, comm))
+        ranks = parallel.create_ranks(args.communicator)
+        with ranks.watched(args.rank_timeout):
+            args.progress = args.progress and ranks.is_root
+            config, device, (train_data, test_data) = ranks.agree(
+                lambda: setup(args, ranks))
             trainer.train(config, args.out, train_data, test_data, device,
                            resume=args.resume,
                            progress=args.progress,
                            explicit_config=args.config is not None,
-                           comm=comm)
+                           ranks=ranks)
     except (config_lib.ConfigError, device_lib.DeviceError,
             mnist.MNISTError, ResumeError, RunFolderError,
             ModelFileError, NonFiniteLossError, trainer.TrainingInterrupted,
             MemoryEstimateError,
             parallel.DistributedError, OSError) as e:
-        sys.exit(parallel.exit_status(e, comm))
+        sys.exit(ranks.exit_status(e))
     except KeyboardInterrupt as e:  # before training began
         sys.exit(cli.interrupted(e, 'training had not begun; run the same '
                                  'command to start it'))
     return 0
 
 
-def setup(args, comm):
+def setup(args, ranks):
     """The settings, the device and the data of this process."""
     overrides = {key: getattr(args, key, None)
                  for key in config_lib.NAMES}
-    overrides['ranks'] = parallel.size(comm)  # set by mpiexec -n alone
+    overrides['ranks'] = ranks.size  # set by mpiexec -n alone
     config = config_lib.resolve(args.config, overrides)
-    device = device_lib.get_device(
-        args.gpu, args.device, 0 if comm is None else comm.intra_rank)
-    parallel.check_device(args.communicator, device)
+    device = device_lib.get_device(args.gpu, args.device, ranks.intra_rank)
+    launch.check_device(args.communicator, device)
     return config, device, load_data(config, args)
 
 

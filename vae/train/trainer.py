@@ -8,9 +8,10 @@ equals an uninterrupted one), a guard that stops on a non-finite loss
 before any weight changes, atomic outputs, and checks that a resumed run has
 the settings of the run it continues (:mod:`vae.train.resume`).
 
-Given a ChainerMN communicator (``comm``), the same loop runs on every rank
-of an MPI job on its share of the data (:mod:`vae.parallel` says who
-does what); without one, nothing here differs from a single process.
+Given the ranks of an MPI job (``ranks``, a :class:`vae.parallel.Ranks`),
+the same loop runs on every rank on its share of the data (:mod:`vae.parallel`
+says who does what); alone (:data:`vae.parallel.ONE_PROCESS`), each of their
+parts does the trivial thing.
 """
 import contextlib
 import functools
@@ -29,7 +30,6 @@ from vae import atomic, config as config_lib
 from vae import device as device_lib
 from vae import memory
 from vae import parallel
-from vae import watchdog
 from vae.train import extensions as vae_extensions
 from vae.kernels import adam
 from vae.kernels import fused
@@ -65,9 +65,9 @@ class Path(NamedTuple):
 
 
 def training_path(model, device, alpha, fast=True, cuda_graph=False,
-                  comm=None):
+                  ranks=parallel.ONE_PROCESS):
     """The path that trains ``model`` on ``device``, of those asked for, and
-    the one place where the path meets the communicator ``comm``.
+    the one place where the path meets the ``ranks`` of a job.
 
     * ``graph``: on a GPU, the whole step captured as one CUDA graph
       (:mod:`vae.kernels.cuda_graph`), when ``cuda_graph`` is asked for (one
@@ -77,35 +77,29 @@ def training_path(model, device, alpha, fast=True, cuda_graph=False,
     * ``plain``: ``model.get_loss_func()`` and ``chainer.optimizers.Adam``.
 
     A path asked for that cannot run here says why on stderr, in one line,
-    and the next one runs. With a communicator, the optimizer is ChainerMN's
-    multi-node optimizer around the path's, which averages every gradient
+    and the next one runs. Over several processes, the optimizer is
+    ChainerMN's multi-node optimizer around the path's
+    (:meth:`vae.parallel.Ranks.optimizer`), which averages every gradient
     over the ranks before the update: the communicator averages the
     gradient arrays in place, and the fast path's gradients stay views of
     its flat buffer.
     """
     def note(text):
-        if parallel.is_root(comm):
+        if ranks.is_root:
             print('note: %s' % text, file=sys.stderr)
 
     def updater(make_loss_func):
         return lambda iterator, optimizer, seed, C, k: Updater(
             iterator, optimizer, make_loss_func(C=C, k=k), device, seed,
-            comm)
-
-    def multi_node(optimizer):
-        if comm is None:
-            return optimizer
-        import chainermn
-        return chainermn.create_multi_node_optimizer(optimizer, comm)
+            ranks)
 
     fused_loss = functools.partial(model.get_loss_func, fused=True)
     if cuda_graph:
         from vae.kernels import cuda_graph as graph_lib
         from vae.train import graph_updater
-        why_not = (
-            'the CUDA graph cannot include the communicator' if comm
-            else graph_lib.unsupported_reason(model, device)
-            or device_lib.use_stream_ordered_memory(device))
+        why_not = (ranks.cuda_graph_obstacle
+                   or graph_lib.unsupported_reason(model, device)
+                   or device_lib.use_stream_ordered_memory(device))
         if why_not:
             note('%s; training without the CUDA graph' % why_not)
         else:
@@ -119,15 +113,16 @@ def training_path(model, device, alpha, fast=True, cuda_graph=False,
         note('%s; training on the plain path' % why_not)
     if fast and not why_not:
         return Path('fast', fused_loss,
-                    multi_node(adam.FlatAdam(alpha=alpha)),
+                    ranks.optimizer(adam.FlatAdam(alpha=alpha)),
                     updater(fused_loss))
     return Path('plain', model.get_loss_func,
-                multi_node(chainer.optimizers.Adam(alpha=alpha)),
+                ranks.optimizer(chainer.optimizers.Adam(alpha=alpha)),
                 updater(model.get_loss_func))
 
 
 def train(config, out, train_data, test_data, device, resume=None,
-          progress=True, n_in=784, explicit_config=False, comm=None):
+          progress=True, n_in=784, explicit_config=False,
+          ranks=parallel.ONE_PROCESS):
     """Train a VAE as ``config`` says, writing everything under ``out``.
 
     Args:
@@ -140,8 +135,8 @@ def train(config, out, train_data, test_data, device, resume=None,
         progress (bool): Show Chainer's progress bar (on a terminal).
         explicit_config (bool): The settings were named in a config file,
             so a snapshot without a record of its own may be continued.
-        comm: A ChainerMN communicator: train on this rank's share of the
-            data, as one of ``config.ranks`` processes; ``None``: alone.
+        ranks: This process's role (:mod:`vae.parallel`): over a job, train
+            on this rank's share of the data, as one of ``config.ranks``.
 
     Returns:
         VAE: the trained model, on ``device``; ``None`` where the run in
@@ -153,14 +148,10 @@ def train(config, out, train_data, test_data, device, resume=None,
             ``KeyboardInterrupt``) stopped training.
     """
     check_memory(config, n_in)
-    if comm is not None:
-        train_data = parallel.share(
-            train_data, comm, seed=config.seed,
-            rank_seed=parallel.rank_seed(config.seed, comm.rank))
-        test_data = parallel.share(test_data, comm)
+    train_data = ranks.share(train_data, seed=config.seed)
+    test_data = ranks.share(test_data)
     if config.batchsize > len(train_data):
-        each = ('' if comm is None else ' of each of the %d ranks'
-                % comm.size)
+        each = ranks.of_each
         raise parallel.every_rank(config_lib.ConfigError(
             'batchsize %d is larger than the %d training images%s; an epoch '
             'is one pass over them, so use at most %d'
@@ -168,27 +159,22 @@ def train(config, out, train_data, test_data, device, resume=None,
     device_lib.seed(device, config.seed)  # the same weights on every rank
     model = build_model(config, n_in)
     with contextlib.ExitStack() as held:
-        snapshot, data, finished = parallel.root_first(
-            comm, functools.partial(_prepare, held, config, out, model,
-                                    resume, explicit_config,
-                                    comm is not None))
+        snapshot, data, finished = ranks.root_first(
+            functools.partial(_prepare, held, config, out, model, resume,
+                              explicit_config, ranks.distributed))
         if finished:
-            if parallel.is_root(comm):
+            if ranks.is_root:
                 print(finished)
             return None
-        if comm is not None:  # from here on, each rank its own stream
-            device_lib.seed(device,
-                            parallel.rank_seed(config.seed, comm.rank))
+        ranks.own_stream(device, config.seed)  # each rank its own
         model.to_device(device)
         trainer = _trainer(config, out, model, train_data, test_data, device,
-                           progress, comm)
+                           progress, ranks)
         if snapshot is not None:
             resume_lib.load_snapshot(snapshot if data is None else
                                      io.BytesIO(data), trainer)
-        if comm is not None:
-            parallel.start_optimizer(
-                trainer.updater.get_optimizer('main'), model, comm)
-        if parallel.is_root(comm):
+        ranks.start_optimizer(trainer.updater.get_optimizer('main'), model)
+        if ranks.is_root:
             record_environment(out, device, trainer.updater.epoch)
             note_generic_blas(device)
         try:
@@ -205,7 +191,7 @@ def train(config, out, train_data, test_data, device, resume=None,
             raise parallel.every_rank(NonFiniteLossError(
                 '%s; %s. Try a smaller --alpha or another --seed.'
                 % (e, _kept(out))))
-        if parallel.is_root(comm):
+        if ranks.is_root:
             model_files.save_model(
                 os.path.join(out, run_folder.MODEL_FILE), model)
     return model
@@ -331,7 +317,7 @@ class EpochLimit:
 
 
 def _trainer(config, out, model, train_data, test_data, device, progress,
-             comm=None):
+             ranks=parallel.ONE_PROCESS):
     """The Trainer of a run, with every extension.
 
     Over several processes every rank runs the updater, the evaluator and
@@ -339,33 +325,27 @@ def _trainer(config, out, model, train_data, test_data, device, progress,
     0 alone. (Chainer's Trainer still makes ``out`` on every rank.)
     """
     path = training_path(model, device, config.alpha, config.fast,
-                         config.cuda_graph, comm)
+                         config.cuda_graph, ranks)
     path.optimizer.setup(model)
     train_iter = chainer.iterators.SerialIterator(
         train_data, config.batchsize)
     test_iter = chainer.iterators.SerialIterator(
         test_data, config.batchsize, repeat=False, shuffle=False)
-    noise_seed = (config.seed if comm is None else
-                  parallel.rank_seed(config.seed, comm.rank))
+    noise_seed = ranks.rank_seed(config.seed)
     updater = path.make_updater(train_iter, path.optimizer, noise_seed,
                                 config.C, config.k)
     make_loss_func = path.make_loss_func
     trainer = training.Trainer(updater, EpochLimit(config.epoch),
                                out=out)
-    root = parallel.is_root(comm)
+    root = ranks.is_root
 
     eval_func = make_loss_func(C=config.C, k=config.k_test)
-    if comm is not None:  # each batch is progress (--rank-timeout)
-        eval_func = watchdog.with_progress(eval_func)
+    # over a job, each batch is progress (--rank-timeout)
+    eval_func = ranks.with_progress(eval_func)
     evaluator = extensions.Evaluator(test_iter, model, device=device,
                                      eval_func=eval_func)
-    if comm is None:
-        trainer.extend(evaluator)
-    else:
-        import chainermn
-        trainer.extend(chainermn.create_multi_node_evaluator(evaluator, comm))
-        trainer.extend(vae_extensions.MeanOverRanks(
-            comm, ('main/loss', 'main/reconstr', 'main/kl')))
+    ranks.extend_evaluator(trainer, evaluator,
+                           ('main/loss', 'main/reconstr', 'main/kl'))
     if root:
         trainer.extend(vae_extensions.GraphExport(
             model, test_data[:config.batchsize], config.C,
@@ -378,15 +358,7 @@ def _trainer(config, out, model, train_data, test_data, device, progress,
     data_rng = getattr(train_data, 'rng', None)
     if not isinstance(data_rng, numpy.random.Generator):
         data_rng = None
-    if comm is not None:
-        trainer.extend(vae_extensions.RankStates(comm, train_iter, data_rng),
-                       name='RankStates')
-    else:
-        trainer.extend(vae_extensions.NumpyRandomState())
-        if data_rng is not None:
-            # DynamicBinarized draws its samples from a generator of its own
-            trainer.extend(vae_extensions.GeneratorState(data_rng),
-                           name='DataRandomState')
+    ranks.extend_states(trainer, train_iter, data_rng)
     if root:
         # named as Chainer's snapshot extension was, so older snapshots load
         trainer.extend(vae_extensions.Snapshot(config,

@@ -37,16 +37,16 @@ class Updater(training.updaters.StandardUpdater):
     Args:
         iterator, optimizer, loss_func, device: As ``StandardUpdater``'s.
         seed (int): The seed of this process's noise.
-        comm: The ChainerMN communicator, or ``None``.
+        ranks: This process's role (:mod:`vae.parallel`).
     """
 
     def __init__(self, iterator, optimizer, loss_func, device, seed,
-                 comm=None):
+                 ranks=parallel.ONE_PROCESS):
         super(Updater, self).__init__(
             iterator, optimizer, device=device,
             loss_func=loss_func and self._guarded(loss_func))
         self._seed = seed
-        self._comm = comm
+        self._ranks = ranks
 
     def update_core(self):
         watchdog.progress()  # for the watchdog of --rank-timeout
@@ -61,16 +61,15 @@ class Updater(training.updaters.StandardUpdater):
         def guarded(*args):
             loss = loss_func(*args)
             value = float(loss.array)
-            bad = parallel.any_rank(self._comm, not math.isfinite(value))
+            bad = self._ranks.any_rank(not math.isfinite(value))
             if bad:
                 iterator = self.get_iterator('main')
                 # the batch that ends an epoch belongs to it
                 epoch = iterator.epoch + (0 if iterator.is_new_epoch else 1)
-                where = ('(%r)' % value if self._comm is None else
-                         'on rank %s' % ', '.join(map(str, bad)))
                 raise NonFiniteLossError(
                     'non-finite loss %s at iteration %d (epoch %d); '
                     'training stopped before this update'
-                    % (where, self.iteration + 1, epoch))
+                    % (self._ranks.where(bad, value), self.iteration + 1,
+                       epoch))
             return loss
         return guarded
