@@ -9,9 +9,7 @@ events on the plane and the sliders against the decodes they should show
 (read back from the page's canvases), its console and its network log.
 Without the browser these tests skip, except under CI, where they fail.
 """
-import contextlib
 import html
-import io
 import json
 import os
 import re
@@ -21,9 +19,9 @@ import numpy
 import pytest
 from PIL import Image
 
-from testutil import (BAD_MODEL_FILES, assert_one_line_error, command,
-                      load_script, unavailable)
-from test_figures import N_TRAIN, train_tiny
+from testutil import (BAD_MODEL_FILES, N_TRAIN, assert_one_line_error,
+                      command, load_script, run_main, train_tiny,
+                      unavailable)
 from vae.viz import figures
 from vae.eval import inference
 from vae.export import explorer as explorer_lib
@@ -36,13 +34,6 @@ export_web = command('export_web')
 screenshot_web = load_script('screenshot_web')
 
 N_Z = 12  # z decoded by the page and by Chainer
-
-
-def run_main(script, argv):
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        rc = script.main(argv)
-    return rc, printed.getvalue()
 
 
 def page_json(path):
