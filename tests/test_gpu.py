@@ -236,7 +236,7 @@ def test_the_graph_path_trains_as_the_plain_path(tmp_path, mnist_dir):
         logs.append(read_log(out))  # 300 iterations
     # the graph draws its own order and noise (per epoch, on the device):
     # the two runs are two samples of the same training, close, not equal
-    # (tests/test_cuda_graph.py checks the graph's draws exactly)
+    # (tests/kernels/test_cuda_graph.py checks the graph's draws exactly)
     for key in ('main/loss', 'validation/main/loss'):
         assert logs[1][-1][key] == pytest.approx(logs[0][-1][key],
                                                  rel=0.02), key

@@ -182,8 +182,8 @@ class VAE(chainer.Chain):
 
         This is the loss to read. Training on the CPU runs its fused twin,
         :func:`vae.kernels.cpu.loss_func` (one node with a hand-written
-        backward), which ``tests/test_fast.py`` proves equal to this one bit
-        for bit: the same loss, gradients and weights after training.
+        backward), which ``tests/kernels/test_cpu.py`` proves equal to this
+        one bit for bit: the same loss, gradients and weights after training.
 
         Args:
             C (float): Weight of the KL term (1 gives the ELBO).

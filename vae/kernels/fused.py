@@ -12,8 +12,9 @@ same numbers in one pass of array operations over the model's parameters:
   (``functions/connection/linear.py``, ``activation/*.py``,
   ``noise/gaussian.py``, ``array/tile.py``, ``loss/vae.py``, and
   ``chainer/_backprop.py`` for the order in which gradients are summed), so
-  that on NumPy they equal the plain path bit for bit (``tests/test_fast.py``);
-  the CPU tests thereby check the GPU's formulas.
+  that on NumPy they equal the plain path bit for bit
+  (``tests/kernels/test_cpu.py``); the CPU tests thereby check the GPU's
+  formulas.
 * :func:`adam` is Adam's update (Kingma & Ba 2015, arXiv:1412.6980,
   Algorithm 1, with ``chainer.optimizers.Adam``'s defaults and bias
   correction) on flat buffers whose step count is an array, so that a

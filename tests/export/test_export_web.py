@@ -1,7 +1,9 @@
-"""scripts/export_web.py, vae/export/explorer.py and the explorer page in a real browser.
+"""The export_web command, vae/export/explorer.py and the explorer page in a
+real browser.
 
-Tiny models are trained here for a few steps on real MNIST images (as in
-test_figures.py) and exported with the script's main(). Headless Chromium
+Tiny models are trained here for a few steps on real MNIST images
+(``testutil.train_tiny``, as in tests/viz/test_figures.py) and exported with
+the command's main(). Headless Chromium
 (Debian's chromium and chromium-driver, through Selenium; scripts/browser.py)
 opens each page from disk, and the checks go through the page itself: its
 JavaScript decoder against VAE.decode in Chainer, real pointer and keyboard

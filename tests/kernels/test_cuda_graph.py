@@ -528,9 +528,8 @@ def test_the_benchmark_times_the_three_gpu_paths(monkeypatch, index):
 def setup_constant(name):
     """The value of a list of strings assigned to ``name`` in setup.py."""
     import ast
-    import pathlib
-    tree = ast.parse((pathlib.Path(__file__).resolve().parent.parent
-                      / 'setup.py').read_text())
+    from testutil import ROOT
+    tree = ast.parse((ROOT / 'setup.py').read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and \
                 [t.id for t in node.targets] == [name]:

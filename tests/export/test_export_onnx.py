@@ -1,8 +1,10 @@
-"""scripts/export_onnx.py and vae/export/onnx_export.py: the files run in onnxruntime.
+"""The export_onnx command and vae/export/onnx_export.py: the files run in
+onnxruntime.
 
-A tiny VAE is trained here for a few steps on real MNIST images (as in
-test_figures.py) and exported with the script's main(); onnxruntime runs the
-files on 200 test images and their latent means, against Chainer.
+A tiny VAE is trained here for a few steps on real MNIST images
+(``testutil.train_tiny``, as in tests/viz/test_figures.py) and exported with
+the command's main(); onnxruntime runs the files on 200 test images and their
+latent means, against Chainer.
 """
 import os
 
