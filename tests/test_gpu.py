@@ -1,4 +1,4 @@
-"""The model, its loss, Adam and train.py on a real GPU (CuPy).
+"""The model, its loss, Adam and the train command on a real GPU (CuPy).
 
 Skipped cleanly where CuPy or a CUDA GPU is absent (CI has neither; the
 stand-in of tests/test_device.py runs the same code paths there). Each test

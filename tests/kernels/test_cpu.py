@@ -263,7 +263,7 @@ def test_flat_adam_snapshots_load_into_chainer_adam_and_back(tmp_path):
     assert_same(state_of(plain.target, plain), state_of(again.target, again))
 
 
-# -- training through scripts/train.py -------------------------------------
+# -- training through the train command ------------------------------------
 
 def test_fast_training_run_equals_the_plain_one(tmp_path, mnist_dir):
     run(tmp_path / 'plain', mnist_dir, '-e', '2', '--no-fast')

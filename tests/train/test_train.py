@@ -1,4 +1,5 @@
-"""scripts/train.py end to end on a subset of the real MNIST."""
+"""The train command (vae/commands/train.py) end to end, through its
+main(argv), on the --test subset of MNIST."""
 import functools
 import json
 import os

@@ -1,7 +1,8 @@
-"""scripts/plot_latent.py and scripts/plot_swiss_roll.py end to end.
+"""The plot_latent and plot_swiss_roll commands end to end, through their
+main(argv).
 
 Tiny models (VAE(784, 2, 16) and VAE(784, 3, 16)) are trained here for a few
-steps on real MNIST images and saved with save_model; the scripts' main()
+steps on real MNIST images and saved with save_model; the commands' main()
 then makes every figure from the model file alone.
 """
 import json
