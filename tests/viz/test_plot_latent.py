@@ -12,11 +12,10 @@ import numpy
 import pytest
 from PIL import Image
 
-from testutil import (BAD_MODEL_FILES, assert_one_line_error, command,
-                      run_main)
+from testutil import (BAD_MODEL_FILES, N_TRAIN, assert_one_line_error,
+                      command, gif_timeline, run_main, train_tiny)
 # one_openmp_thread is an autouse fixture: importing it applies it here
 from testutil import one_openmp_thread  # NOQA: F401
-from testutil import N_TRAIN, gif_timeline, train_tiny
 from vae.train.model_files import save_model
 
 plot_latent = command('plot_latent')
