@@ -1,5 +1,5 @@
 """Runs the train or evaluate command as one rank of an MPI job,
-with probes and injected faults for tests/test_distributed.py.
+with probes and injected faults for tests/test_parallel.py.
 
     mpiexec -n 2 python tests/mpi_driver.py PROBES SCRIPT [FAULT] ARGS...
 

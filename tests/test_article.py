@@ -3,11 +3,9 @@
 Every other test runs on the synthetic MNIST of ``synthetic_mnist.py``; these
 check that the project reproduces the published run itself.
 """
-import json
-
 import pytest
 
-from testutil import ROOT, command
+from testutil import ROOT, command, read_log
 
 train_script = command('train')
 
@@ -26,6 +24,6 @@ def test_first_epoch_of_the_article_run(tmp_path, real_mnist_dir):
     assert train_script.main([
         '--config', str(ROOT / 'configs' / 'article_z20.json'), '-e', '1',
         '--data-dir', real_mnist_dir, '-o', str(out), '--no-progress']) == 0
-    entry, = json.loads((out / 'log').read_text())
+    entry, = read_log(out)
     for key, published in ARTICLE_EPOCH_1.items():
         assert abs(entry[key] - published) < BOUND, (key, entry[key])

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from testutil import ROOT, SCRIPTS
+from testutil import ROOT, SCRIPTS, SMALL_RUN
 from vae import device as device_lib
 
 AVX512 = frozenset({'SSE3', 'AVX', 'AVX2', 'FMA3', 'AVX512F'})
@@ -94,9 +94,8 @@ def test_a_forced_generic_kernel_is_reported():
 @forcing_works
 def test_training_under_a_generic_kernel_says_so(tmp_path, mnist_dir):
     out = tmp_path / 'run'
-    run = run_forced('Prescott', [
-        str(SCRIPTS / 'train.py'), '--test', '-e', '1', '--n-hidden', '16',
-        '-z', '2', '--no-progress', '--data-dir', mnist_dir, '-o', str(out)])
+    run = run_forced('Prescott', [str(SCRIPTS / 'train.py')] + SMALL_RUN + [
+        '-e', '1', '--data-dir', mnist_dir, '-o', str(out)])
     assert run.returncode == 0, run.stderr
     notes = [line for line in run.stderr.splitlines()
              if line.startswith("note: NumPy's BLAS")]

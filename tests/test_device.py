@@ -14,7 +14,8 @@ import numpy
 import pytest
 
 from standin import PHILOX, DeviceArray, stand_in_gpu
-from testutil import command, interrupt_at, load_script, tiny_config
+from testutil import (command, interrupt_at, load_script, params_of, read_log,
+                      tiny_config)
 from vae import device as device_lib
 from vae.eval import estimators
 from vae.eval import inference
@@ -32,11 +33,6 @@ def gpu(monkeypatch):
 @pytest.fixture
 def images(small_mnist):
     return small_mnist
-
-
-def params_of(model):
-    return {name: device_lib.to_cpu(p.array).copy()
-            for name, p in model.namedparams()}
 
 
 def test_a_device_is_not_a_context_manager(gpu):
@@ -186,12 +182,6 @@ def test_training_on_the_device_writes_a_model_the_cpu_loads(
                                    for i in range(6)]
 
 
-def stripped_log(out):
-    with open(out / 'log') as f:
-        return [{k: v for k, v in entry.items() if k != 'elapsed_time'}
-                for entry in json.load(f)]
-
-
 @pytest.mark.numerics
 def test_a_run_on_gpu_1_equals_one_on_gpu_0(tmp_path, monkeypatch, images):
     # GPU 1's generator is the seeded one: every draw, in training and in
@@ -203,7 +193,7 @@ def test_a_run_on_gpu_1_equals_one_on_gpu_0(tmp_path, monkeypatch, images):
             run_training(tmp_path / str(index), images, device, epoch=2)
             assert set(device.xp.random.seeded_devices) == {index}
             assert device.xp.random.states.keys() == {index}  # drawn there
-        logs.append(stripped_log(tmp_path / str(index)))
+        logs.append(read_log(tmp_path / str(index), times=False))
     assert logs[1] == logs[0]
 
 

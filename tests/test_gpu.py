@@ -1,4 +1,4 @@
-"""The model, its loss, Adam and train.py on a real GPU (CuPy).
+"""The model, its loss, Adam and the train command on a real GPU (CuPy).
 
 Skipped cleanly where CuPy or a CUDA GPU is absent (CI has neither; the
 stand-in of tests/test_device.py runs the same code paths there). Each test
@@ -6,22 +6,19 @@ compares the GPU with the CPU on the same weights and the same noise: the
 noise goes through vae.device.standard_normal, which these tests replace by
 draws from one NumPy generator, sent to whichever device asks.
 """
-import json
 import os
 
 import numpy
 import pytest
 
-from testutil import gpu_available, interrupt_at, command
+import testutil
+from testutil import gpu_available, interrupt_at, read_log
 from vae import VAE, Xavier, device as device_lib
 from vae.eval import estimators
 from vae.train.model_files import load_model
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
     not gpu_available(), reason='needs CuPy and a CUDA GPU')]
-
-train_script = command('train')
-
 
 @pytest.fixture
 def fixed_noise(monkeypatch):
@@ -118,9 +115,9 @@ def test_evaluation_estimates_equal_the_cpus(fixed_noise):
 
 
 def train_small(out, mnist_dir, *extra):
-    return train_script.main(
-        ['--test', '--n-hidden', '64', '-z', '3', '--no-progress', '--gpu',
-         '0', '--data-dir', mnist_dir, '-o', str(out)] + list(extra))
+    """A small run (784-64-64-3, the --test subset) on GPU 0."""
+    return testutil.train_small(out, mnist_dir, '--gpu', '0', *extra,
+                                n_hidden=64, n_latent=3)
 
 
 @pytest.mark.numerics
@@ -128,8 +125,8 @@ def test_train_on_the_gpu_writes_a_model_the_cpu_evaluates_alike(
         tmp_path, mnist, mnist_dir, fixed_noise):
     import cupy
     assert train_small(tmp_path / 'run', mnist_dir, '-e', '1') == 0
-    with open(tmp_path / 'run' / 'log') as f:
-        assert numpy.isfinite(json.load(f)[0]['validation/main/loss'])
+    assert numpy.isfinite(
+        read_log(tmp_path / 'run')[0]['validation/main/loss'])
     cpu = load_model(tmp_path / 'run' / 'model.npz')
     gpu = cpu.copy(mode='copy')
     gpu.to_device('@cupy:0')
@@ -236,11 +233,10 @@ def test_the_graph_path_trains_as_the_plain_path(tmp_path, mnist_dir):
     for name, extra in (('plain', []), ('graph', ['--cuda-graph'])):
         out = tmp_path / name
         assert train_small(out, mnist_dir, '-e', '30', *extra) == 0
-        with open(out / 'log') as f:
-            logs.append(json.load(f))  # 300 iterations
+        logs.append(read_log(out))  # 300 iterations
     # the graph draws its own order and noise (per epoch, on the device):
     # the two runs are two samples of the same training, close, not equal
-    # (tests/test_cuda_graph.py checks the graph's draws exactly)
+    # (tests/kernels/test_cuda_graph.py checks the graph's draws exactly)
     for key in ('main/loss', 'validation/main/loss'):
         assert logs[1][-1][key] == pytest.approx(logs[0][-1][key],
                                                  rel=0.02), key

@@ -4,7 +4,7 @@ Every case ends in one line on stderr that names the file or the setting
 and what to do, a non-zero exit, and nothing written or changed before the
 refusal; a finished run stays finished; Ctrl-C and SIGTERM say where
 training stopped. (The cases the trust issue fixed are in
-test_reliability.py.)
+tests/train/test_reliability.py.)
 """
 import json
 import os

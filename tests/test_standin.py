@@ -1,6 +1,6 @@
 """The stand-in GPU of tests/standin.py captures as CUDA does: each thing a
 CUDA graph's capture cannot record is refused there, so that the CPU tests
-of the graph path (tests/test_cuda_graph.py) fail where a GPU would."""
+of the graph path (tests/kernels/test_cuda_graph.py) fail where a GPU would."""
 import numpy
 import pytest
 

@@ -1,5 +1,8 @@
 """Helpers shared by the test files."""
+import contextlib
 import importlib.util
+import io
+import json
 import os
 import pathlib
 import subprocess
@@ -31,14 +34,91 @@ def command(name):
     return importlib.import_module('vae.commands.' + name)
 
 
+def small_run(n_hidden=16, n_latent=2):
+    """The flags of a small training run: the --test subset,
+    784-``n_hidden``-``n_hidden``-``n_latent``."""
+    return ['--test', '--n-hidden', str(n_hidden), '-z', str(n_latent),
+            '--no-progress']
+
+
 #: The flags of a small training run: the --test subset, 784-16-16-2.
-SMALL_RUN = ['--test', '--n-hidden', '16', '-z', '2', '--no-progress']
+SMALL_RUN = small_run()
 
 
-def train_small(out, mnist_dir, *extra):
-    """The train command on a small run into ``out``; its exit status."""
-    return command('train').main(SMALL_RUN + ['--data-dir', mnist_dir, '-o',
-                                              str(out)] + list(extra))
+def train_small(out, mnist_dir, *extra, n_hidden=16, n_latent=2):
+    """The train command on a small run (:func:`small_run`) into ``out``;
+    its exit status."""
+    return command('train').main(small_run(n_hidden, n_latent)
+                                 + ['--data-dir', mnist_dir, '-o', str(out)]
+                                 + list(extra))
+
+
+def run_main(module, argv):
+    """``module.main(argv)`` (a command's or a tool's); ``(exit status,
+    what it printed to stdout)``."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        rc = module.main(argv)
+    return rc, printed.getvalue()
+
+
+def read_log(out, times=True):
+    """The entries of the training log in the run folder ``out``; without
+    their ``elapsed_time`` unless ``times`` (the rest is reproducible)."""
+    log = json.loads((pathlib.Path(out) / 'log').read_text())
+    if times:
+        return log
+    return [{k: v for k, v in e.items() if k != 'elapsed_time'} for e in log]
+
+
+def params_of(model):
+    """``{name: array}``: a copy of each of ``model``'s parameters, on the
+    CPU."""
+    from vae import device
+    return {name: device.to_cpu(p.array).copy()
+            for name, p in model.namedparams()}
+
+
+#: The training images of :func:`train_tiny`'s models (the first of MNIST's).
+N_TRAIN = 300
+
+
+def train_tiny(images, n_latent, n_h=16, steps=60, batchsize=50, seed=0):
+    """A VAE(784, n_latent, n_h) after a few Adam steps on ``images``."""
+    import chainer
+    from vae.model import VAE
+    numpy.random.seed(seed)
+    model = VAE(784, n_latent, n_h, 'softplus')
+    optimizer = chainer.optimizers.Adam()
+    optimizer.setup(model)
+    loss_func = model.get_loss_func()
+    for step in range(steps):
+        start = (step * batchsize) % (len(images) - batchsize + 1)
+        loss = loss_func(images[start:start + batchsize])
+        model.cleargrads()
+        loss.backward()
+        optimizer.update()
+    return model
+
+
+@pytest.fixture(scope='module', autouse=True)
+def one_openmp_thread():
+    """t-SNE on a few hundred points runs several times faster on one
+    OpenMP thread on a busy 2-core machine: the threads' synchronisation
+    costs more than they save at that size. Autouse: importing it into a
+    test module applies it there."""
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=1, user_api='openmp'):
+        yield
+
+
+def gif_timeline(path):
+    """(frames in the file, total milliseconds, size) of a GIF."""
+    from PIL import Image, ImageSequence
+    with Image.open(path) as im:
+        durations = [frame.info['duration']
+                     for frame in ImageSequence.Iterator(im)]
+        return im.n_frames, sum(durations), im.size
 
 
 def train_in_background(out, mnist_dir, epochs, **popen_args):

@@ -6,9 +6,9 @@ article does. The fused loss of :mod:`vae.kernels.fused` and the estimators of
 :mod:`vae.eval.estimators` need the same terms on arrays; these functions are
 those terms, each operation in the order and precision of Chainer 7.8.1's
 CPU code (``functions/loss/vae.py``, ``functions/activation/softplus.py``),
-so that the fused loss equals Chainer's bit for bit (``tests/test_fast.py``)
-and the estimators agree with it (``tests/test_evaluation.py``). They take
-NumPy or CuPy arrays.
+so that the fused loss equals Chainer's bit for bit
+(``tests/kernels/test_cpu.py``) and the estimators agree with it
+(``tests/eval/test_evaluation.py``). They take NumPy or CuPy arrays.
 
 Kingma & Welling (2014), arXiv:1312.6114: the Bernoulli decoder's
 -log p(x|z) = sum_d softplus(y_d) - x_d y_d for logits y, and, for

@@ -3,11 +3,11 @@
 On a GPU each :class:`Kernel` becomes one ``cupy.ElementwiseKernel`` (one
 launch, no temporaries) built from :attr:`Kernel.body`; the same text is
 compiled by the system C compiler in the CPU tests (``tests/ckernels.py``,
-``tests/test_kernels.py``), inside a loop over the elements, and compared there
-with :attr:`Kernel.reference`: the NumPy arithmetic of :mod:`vae.kernels.fused`,
-:mod:`vae.kernels.elbo` and :mod:`vae.kernels.adam` that the fused CPU path
-runs. The stand-in GPU of
-the tests runs the reference at each launch.
+``tests/kernels/test_elementwise.py``), inside a loop over the elements, and
+compared there with :attr:`Kernel.reference`: the NumPy arithmetic of
+:mod:`vae.kernels.fused`, :mod:`vae.kernels.elbo` and :mod:`vae.kernels.adam`
+that the fused CPU path runs. The stand-in GPU of the tests runs the
+reference at each launch.
 
 What a body may use, so that it compiles both ways: the parameters by name
 (an element of each non-``raw`` argument; ``raw`` arguments indexed, as

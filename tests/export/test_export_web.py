@@ -1,7 +1,9 @@
-"""scripts/export_web.py, vae/export/explorer.py and the explorer page in a real browser.
+"""The export_web command, vae/export/explorer.py and the explorer page in a
+real browser.
 
-Tiny models are trained here for a few steps on real MNIST images (as in
-test_figures.py) and exported with the script's main(). Headless Chromium
+Tiny models are trained here for a few steps on real MNIST images
+(``testutil.train_tiny``, as in tests/viz/test_figures.py) and exported with
+the command's main(). Headless Chromium
 (Debian's chromium and chromium-driver, through Selenium; scripts/browser.py)
 opens each page from disk, and the checks go through the page itself: its
 JavaScript decoder against VAE.decode in Chainer, real pointer and keyboard
@@ -9,9 +11,7 @@ events on the plane and the sliders against the decodes they should show
 (read back from the page's canvases), its console and its network log.
 Without the browser these tests skip, except under CI, where they fail.
 """
-import contextlib
 import html
-import io
 import json
 import os
 import re
@@ -21,9 +21,9 @@ import numpy
 import pytest
 from PIL import Image
 
-from testutil import (BAD_MODEL_FILES, assert_one_line_error, command,
-                      load_script, unavailable)
-from test_figures import N_TRAIN, train_tiny
+from testutil import (BAD_MODEL_FILES, N_TRAIN, assert_one_line_error,
+                      command, load_script, run_main, train_tiny,
+                      unavailable)
 from vae.viz import figures
 from vae.eval import inference
 from vae.export import explorer as explorer_lib
@@ -36,13 +36,6 @@ export_web = command('export_web')
 screenshot_web = load_script('screenshot_web')
 
 N_Z = 12  # z decoded by the page and by Chainer
-
-
-def run_main(script, argv):
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        rc = script.main(argv)
-    return rc, printed.getvalue()
 
 
 def page_json(path):

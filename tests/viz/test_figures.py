@@ -7,47 +7,18 @@ the GIF writers for their frames, timelines and pixel sizes.
 """
 import os
 
-import chainer
 import numpy
 import pytest
 from matplotlib.text import Annotation
-from PIL import Image, ImageSequence
-from threadpoolctl import threadpool_limits
 
-from testutil import command
+# one_openmp_thread is an autouse fixture: importing it applies it here
+from testutil import N_TRAIN, command, gif_timeline, train_tiny
+from testutil import one_openmp_thread  # NOQA: F401
 from vae.viz import figure_files
 from vae.viz import figures
 from vae.eval import inference
-from vae.model import VAE
-
-N_TRAIN = 300
 
 plot_swiss_roll = command('plot_swiss_roll')
-
-
-def train_tiny(images, n_latent, n_h=16, steps=60, batchsize=50, seed=0):
-    """A VAE(784, n_latent, n_h) after a few Adam steps on ``images``."""
-    numpy.random.seed(seed)
-    model = VAE(784, n_latent, n_h, 'softplus')
-    optimizer = chainer.optimizers.Adam()
-    optimizer.setup(model)
-    loss_func = model.get_loss_func()
-    for step in range(steps):
-        start = (step * batchsize) % (len(images) - batchsize + 1)
-        loss = loss_func(images[start:start + batchsize])
-        model.cleargrads()
-        loss.backward()
-        optimizer.update()
-    return model
-
-
-@pytest.fixture(scope='module', autouse=True)
-def one_openmp_thread():
-    """t-SNE on a few hundred points runs several times faster on one
-    OpenMP thread on a busy 2-core machine: the threads' synchronisation
-    costs more than they save at that size."""
-    with threadpool_limits(limits=1, user_api='openmp'):
-        yield
 
 
 @pytest.fixture(scope='module')
@@ -63,14 +34,6 @@ def encoded(model2d, mnist):
     images, labels = test.images[:1000], test.labels[:1000]
     mu, _ = inference.encode(model2d, images)
     return images, labels, mu
-
-
-def gif_timeline(path):
-    """(frames in the file, total milliseconds, size) of a GIF."""
-    with Image.open(path) as im:
-        durations = [frame.info['duration']
-                     for frame in ImageSequence.Iterator(im)]
-        return im.n_frames, sum(durations), im.size
 
 
 def stored_frames(frames):

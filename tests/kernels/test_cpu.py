@@ -5,8 +5,7 @@ The fused loss node and the flat Adam repeat Chainer's CPU arithmetic
 operation for operation, so these tests compare with exact equality; a
 tolerance would hide a reordered sum.
 """
-import json
-import os
+import functools
 import re
 import types
 
@@ -14,16 +13,16 @@ import chainer
 import numpy
 import pytest
 
-from testutil import interrupt_at, command
+from testutil import interrupt_at, params_of, read_log, train_small
 from vae.kernels import adam, fused
 from vae.model import VAE
 from vae.train.model_files import load_model
 
 pytestmark = pytest.mark.numerics  # every test here compares numbers
 
-train_script = command('train')
-
-SMALL = ['--test', '--n-hidden', '64', '-z', '3', '--no-progress']
+#: A training run of these tests into ``out``: 784-64-64-3 on the --test
+#: subset; its exit status.
+run = functools.partial(train_small, n_hidden=64, n_latent=3)
 
 
 def small_model(activation='softplus', sizes=(30, 3, 16), seed=1):
@@ -266,30 +265,15 @@ def test_flat_adam_snapshots_load_into_chainer_adam_and_back(tmp_path):
     assert_same(state_of(plain.target, plain), state_of(again.target, again))
 
 
-# -- training through scripts/train.py -------------------------------------
-
-def run(out, mnist_dir, *extra):
-    return train_script.main(SMALL + ['--data-dir', mnist_dir, '-o', str(out)]
-                             + list(extra))
-
-
-def read_log(out):
-    with open(os.path.join(out, 'log')) as f:
-        return [{k: v for k, v in e.items() if k != 'elapsed_time'}
-                for e in json.load(f)]
-
-
-def params_of(path):
-    return {name: p.array for name, p in load_model(path).namedparams()}
-
+# -- training through the train command ------------------------------------
 
 def test_fast_training_run_equals_the_plain_one(tmp_path, mnist_dir):
     run(tmp_path / 'plain', mnist_dir, '-e', '2', '--no-fast')
     run(tmp_path / 'fast', mnist_dir, '-e', '2', '--fast')
-    assert_same(params_of(tmp_path / 'plain' / 'model.npz'),
-                params_of(tmp_path / 'fast' / 'model.npz'))
-    log = read_log(tmp_path / 'fast')
-    assert log == read_log(tmp_path / 'plain')
+    assert_same(params_of(load_model(tmp_path / 'plain' / 'model.npz')),
+                params_of(load_model(tmp_path / 'fast' / 'model.npz')))
+    log = read_log(tmp_path / 'fast', times=False)
+    assert log == read_log(tmp_path / 'plain', times=False)
     assert [e['epoch'] for e in log] == [1, 2]
     assert log[1]['main/loss'] < log[0]['main/loss']
     # network.png is the article's graph of Chainer's functions either way
@@ -315,9 +299,10 @@ def test_a_plain_run_resumed_on_the_fast_path_equals_an_uninterrupted_one(
     assert (resumed / 'snapshot_epoch_2').exists()
     run(resumed, mnist_dir, '-e', '3', '--fast')
 
-    assert_same(params_of(straight / 'model.npz'),
-                params_of(resumed / 'model.npz'))
-    assert read_log(straight) == read_log(resumed)
+    assert_same(params_of(load_model(straight / 'model.npz')),
+                params_of(load_model(resumed / 'model.npz')))
+    assert read_log(straight, times=False) == read_log(
+        resumed, times=False)
 
 
 def test_non_finite_loss_stops_the_fast_path(tmp_path, mnist_dir,

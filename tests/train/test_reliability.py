@@ -14,7 +14,7 @@ import chainer
 import numpy
 import pytest
 
-from testutil import command, train_in_background, train_small
+from testutil import command, read_log, train_in_background, train_small
 from vae import VAE
 from vae.train import run_folder
 from vae.train.model_files import load_model, save_model
@@ -80,7 +80,7 @@ def test_a_second_run_into_a_busy_folder_is_refused(tmp_path, mnist_dir):
     assert first.returncode == 0, output
     config = json.loads((out / 'config.json').read_text())
     assert config['seed'] == 0
-    log = json.loads((out / 'log').read_text())
+    log = read_log(out)
     assert [e['epoch'] for e in log] == list(range(1, 26))
     assert not (out / '.lock').exists()  # released
 
@@ -109,7 +109,7 @@ def test_a_batch_larger_than_the_data_is_refused(tmp_path, mnist_dir, batch):
 def test_an_epoch_is_one_pass_whatever_the_batch(tmp_path, mnist_dir):
     out = tmp_path / 'run'
     train_small(out, mnist_dir, '-e', '3', '-b', '1000')  # one iteration an epoch
-    log = json.loads((out / 'log').read_text())
+    log = read_log(out)
     assert [(e['epoch'], e['iteration']) for e in log] == [
         (1, 1), (2, 2), (3, 3)]
     assert sorted(os.path.basename(p) for _, p in
@@ -156,7 +156,7 @@ def test_resume_from_a_snapshot_checks_its_settings(tmp_path, mnist_dir):
               '--resume', snapshot)
     assert not (other / 'config.json').exists()
     assert train_small(other, mnist_dir, '-e', '2', '--resume', snapshot) == 0
-    log = json.loads((other / 'log').read_text())
+    log = read_log(other)
     assert [e['epoch'] for e in log] == [1, 2]
 
     # a snapshot with no record of its settings: only with --config

@@ -1,11 +1,10 @@
-"""scripts/plot_latent.py and scripts/plot_swiss_roll.py end to end.
+"""The plot_latent and plot_swiss_roll commands end to end, through their
+main(argv).
 
 Tiny models (VAE(784, 2, 16) and VAE(784, 3, 16)) are trained here for a few
-steps on real MNIST images and saved with save_model; the scripts' main()
+steps on real MNIST images and saved with save_model; the commands' main()
 then makes every figure from the model file alone.
 """
-import contextlib
-import io
 import json
 import os
 
@@ -13,10 +12,10 @@ import numpy
 import pytest
 from PIL import Image
 
-from testutil import BAD_MODEL_FILES, assert_one_line_error, command
+from testutil import (BAD_MODEL_FILES, N_TRAIN, assert_one_line_error,
+                      command, gif_timeline, run_main, train_tiny)
 # one_openmp_thread is an autouse fixture: importing it applies it here
-from test_figures import one_openmp_thread  # NOQA: F401
-from test_figures import N_TRAIN, gif_timeline, train_tiny
+from testutil import one_openmp_thread  # NOQA: F401
 from vae.train.model_files import save_model
 
 plot_latent = command('plot_latent')
@@ -28,14 +27,6 @@ ALL_2D = ['compare_reconstruction.png', 'scatter.png',
           'interpolation_sheet.png',
           'vae_all_9to9.gif', 'tsne.png', 'prior_samples.png', 'loss.png']
 PROJECTOR = ['metadata.tsv', 'projector_config.pbtxt', 'vectors.tsv']
-
-
-def run_main(script, argv):
-    """``script.main(argv)`` with what it prints to stdout."""
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        rc = script.main(argv)
-    return rc, printed.getvalue()
 
 
 def saved_model(directory, mnist, n_latent):

@@ -19,7 +19,7 @@ import time
 import numpy
 import pytest
 
-from testutil import ROOT, command, load_script
+from testutil import ROOT, command, load_script, read_log, small_run
 from vae import device as device_lib
 from vae import parallel
 from vae import watchdog
@@ -31,8 +31,7 @@ MPIEXEC = pathlib.Path(sys.executable).parent / 'mpiexec'
 DRIVER = pathlib.Path(__file__).resolve().parent / 'mpi_driver.py'
 #: Seconds a job may take before it counts as hung (they take about 5).
 TIMEOUT = 90
-SMALL = ['--test', '--n-hidden', '32', '-z', '3', '--no-progress',
-         '--communicator', 'naive']
+SMALL = small_run(n_hidden=32, n_latent=3) + ['--communicator', 'naive']
 ITERATIONS_PER_EPOCH = 5  # 1000 images, 2 ranks, batch 100
 
 
@@ -84,10 +83,6 @@ def train(mpiexec, out, mnist_dir, *extra, probes=None, fault=None):
 def read_probes(folder):
     return [json.loads((pathlib.Path(folder) / ('rank%d.json' % r))
                        .read_text()) for r in (0, 1)]
-
-
-def read_log(out):
-    return json.loads((pathlib.Path(out) / 'log').read_text())
 
 
 @pytest.fixture(scope='module')
@@ -174,12 +169,7 @@ def test_resuming_needs_the_same_ranks_and_continues_exactly(
     for (name, p), (_, q) in zip(sorted(a.namedparams()),
                                  sorted(b.namedparams())):
         numpy.testing.assert_array_equal(p.array, q.array, err_msg=name)
-
-    def without_time(log):
-        return [{k: v for k, v in e.items() if k != 'elapsed_time'}
-                for e in log]
-    assert without_time(read_log(straight)) == without_time(
-        read_log(resumed))
+    assert read_log(straight, times=False) == read_log(resumed, times=False)
 
     before = {p.name: p.read_bytes() for p in resumed.iterdir()}
     one_process = SMALL[:-2] + ['--data-dir', mnist_dir, '-e', '3',

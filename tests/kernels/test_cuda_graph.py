@@ -10,7 +10,6 @@ step called again, which is what a replay computes. What only a GPU checks:
 that CuPy captures these kernels, and the speed (tests/test_gpu.py,
 scripts/benchmark.py --gpu 0).
 """
-import json
 
 import chainer
 import numpy
@@ -18,7 +17,7 @@ import pytest
 
 import ckernels
 from standin import fake_nvmath, replaying_capture, stand_in_gpu
-from testutil import interrupt_at, tiny_config
+from testutil import interrupt_at, read_log, tiny_config
 from vae.kernels import cuda_graph
 from vae.train import graph_updater
 from vae.kernels import cublas as cublas_lib
@@ -315,11 +314,6 @@ def train(out, images, device, host=False, **overrides):
                           images[1], device, progress=False)
 
 
-def log_of(out):
-    with open(out / 'log') as f:
-        return json.load(f)
-
-
 @pytest.mark.numerics
 def test_the_graph_path_trains_as_the_plain_one(tmp_path, monkeypatch, gpu,
                                                 images, capsys):
@@ -339,7 +333,7 @@ def test_the_graph_path_trains_as_the_plain_one(tmp_path, monkeypatch, gpu,
           host=True)
     assert replays == list(range(240))
     assert 'without the CUDA graph' not in capsys.readouterr().err
-    plain, graph = log_of(tmp_path / 'plain'), log_of(tmp_path / 'graph')
+    plain, graph = read_log(tmp_path / 'plain'), read_log(tmp_path / 'graph')
     for a, b in zip(plain, graph):
         for key in ('main/loss', 'main/kl', 'validation/main/loss',
                     'validation/main/reconstr'):
@@ -403,7 +397,7 @@ def test_the_graph_gathers_each_epochs_draws_on_the_device(
                 optimizer.update(lambda x: losses.append(loss_func(x))
                                  or losses[-1], x)
         means.append(numpy.mean([float(v.array) for v in losses]))
-    log = log_of(tmp_path / 'graph')
+    log = read_log(tmp_path / 'graph')
     for entry, mean in zip(log, means):
         assert entry['main/loss'] == pytest.approx(mean, rel=1e-5)
     trained = dict(load_model(tmp_path / 'graph' / 'model.npz')
@@ -429,10 +423,8 @@ def test_a_resumed_graph_run_equals_an_uninterrupted_one(
     b = dict(load_model(tmp_path / 'resumed' / 'model.npz').namedparams())
     for name, param in a.namedparams():
         numpy.testing.assert_array_equal(param.array, b[name].array, name)
-    strip = [{k: v for k, v in e.items() if k != 'elapsed_time'}
-             for e in log_of(tmp_path / 'straight')]
-    assert strip == [{k: v for k, v in e.items() if k != 'elapsed_time'}
-                     for e in log_of(tmp_path / 'resumed')]
+    assert read_log(tmp_path / 'straight', times=False) == read_log(
+        tmp_path / 'resumed', times=False)
 
 
 @pytest.mark.numerics
@@ -449,8 +441,7 @@ def test_a_graph_run_on_gpu_1_equals_one_on_gpu_0(tmp_path, monkeypatch,
             train(tmp_path / str(index), images, device, epoch=2,
                   cuda_graph=True)
             assert device.xp.random.states.keys() == {index}
-        logs.append([{k: v for k, v in e.items() if k != 'elapsed_time'}
-                     for e in log_of(tmp_path / str(index))])
+        logs.append(read_log(tmp_path / str(index), times=False))
     assert logs[1] == logs[0]
 
 
@@ -472,7 +463,7 @@ def test_the_graphs_guard_stops_at_the_epochs_end_naming_the_iteration(
         'that update nor any later one; what it had written is intact: '
         'snapshot_epoch_2, model.npz')
     assert not (out / 'snapshot_epoch_3').exists()
-    assert [e['epoch'] for e in log_of(out)] == [1, 2]
+    assert [e['epoch'] for e in read_log(out)] == [1, 2]
 
 
 def test_without_nvmath_the_graph_path_falls_back_with_a_note(
@@ -498,7 +489,7 @@ def test_where_no_cublas_handle_can_be_made_it_falls_back_with_a_note(
     assert ('note: nvmath-python cannot create a cuBLAS handle (OSError: '
             'libcublas.so.12: cannot open shared object file); training '
             'without the CUDA graph') in capsys.readouterr().err
-    assert log_of(tmp_path / 'run')[0]['epoch'] == 1
+    assert read_log(tmp_path / 'run')[0]['epoch'] == 1
 
 
 def test_the_nvmath_check_leaves_no_handle_behind(monkeypatch):
@@ -537,9 +528,8 @@ def test_the_benchmark_times_the_three_gpu_paths(monkeypatch, index):
 def setup_constant(name):
     """The value of a list of strings assigned to ``name`` in setup.py."""
     import ast
-    import pathlib
-    tree = ast.parse((pathlib.Path(__file__).resolve().parent.parent
-                      / 'setup.py').read_text())
+    from testutil import ROOT
+    tree = ast.parse((ROOT / 'setup.py').read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and \
                 [t.id for t in node.targets] == [name]:

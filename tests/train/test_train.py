@@ -1,32 +1,24 @@
-"""scripts/train.py end to end on a subset of the real MNIST."""
+"""The train command (vae/commands/train.py) end to end, through its
+main(argv), on the --test subset of MNIST."""
+import functools
 import json
 import os
 
 import numpy
 import pytest
 
-from testutil import gpu_available, interrupt_at, command
+from testutil import (command, gpu_available, interrupt_at, params_of,
+                      read_log, small_run, train_small)
 from vae import model as model_lib
 from vae.train import updater
 from vae.train.model_files import load_model
 
 train_script = command('train')
 
-SMALL = ['--test', '--n-hidden', '64', '-z', '3', '--no-progress']
-
-
-def run(out, mnist_dir, *extra):
-    return train_script.main(SMALL + ['--data-dir', mnist_dir, '-o', str(out)]
-                             + list(extra))
-
-
-def read_log(out):
-    with open(os.path.join(out, 'log')) as f:
-        return json.load(f)
-
-
-def params_of(model):
-    return {name: param.array.copy() for name, param in model.namedparams()}
+#: The flags of these tests' runs: 784-64-64-3 on the --test subset.
+SMALL = small_run(n_hidden=64, n_latent=3)
+#: One of those runs into ``out``; its exit status.
+run = functools.partial(train_small, n_hidden=64, n_latent=3)
 
 
 @pytest.mark.numerics
@@ -94,11 +86,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(
     b = params_of(load_model(resumed / 'model.npz'))
     for name in a:
         numpy.testing.assert_array_equal(a[name], b[name], err_msg=name)
-
-    def without_time(log):
-        return [{k: v for k, v in e.items() if k != 'elapsed_time'}
-                for e in log]
-    assert without_time(read_log(straight)) == without_time(read_log(resumed))
+    assert read_log(straight, times=False) == read_log(resumed, times=False)
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_outputs(

@@ -1,19 +1,19 @@
-"""scripts/export_onnx.py and vae/export/onnx_export.py: the files run in onnxruntime.
+"""The export_onnx command and vae/export/onnx_export.py: the files run in
+onnxruntime.
 
-A tiny VAE is trained here for a few steps on real MNIST images (as in
-test_figures.py) and exported with the script's main(); onnxruntime runs the
-files on 200 test images and their latent means, against Chainer.
+A tiny VAE is trained here for a few steps on real MNIST images
+(``testutil.train_tiny``, as in tests/viz/test_figures.py) and exported with
+the command's main(); onnxruntime runs the files on 200 test images and their
+latent means, against Chainer.
 """
-import contextlib
-import io
 import os
 
 import chainer
 import numpy
 import pytest
 
-from testutil import BAD_MODEL_FILES, assert_one_line_error, command
-from test_figures import N_TRAIN, train_tiny
+from testutil import (BAD_MODEL_FILES, N_TRAIN, assert_one_line_error,
+                      command, run_main, train_tiny)
 from vae.eval import inference
 from vae.export import onnx_export
 from vae.model import ACTIVATIONS, VAE
@@ -46,12 +46,10 @@ def run_export(model, directory, *flags):
     model_path = directory / 'model.npz'
     save_model(model_path, model)
     out = directory / 'onnx'
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        rc = export_onnx.main(['--model', str(model_path), '--out', str(out)]
-                              + list(flags))
+    rc, printed = run_main(export_onnx, ['--model', str(model_path),
+                                         '--out', str(out)] + list(flags))
     assert rc == 0
-    return out, printed.getvalue()
+    return out, printed
 
 
 @pytest.fixture(scope='module')
