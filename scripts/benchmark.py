@@ -271,15 +271,15 @@ def fused_pass(model, x, k=1, C=1.0):
     :class:`vae.kernels.fused.VAELoss` calls them."""
     names = adam.param_names(model)
     params = dict((name, p.array) for name, p in model.namedparams())
-    flat = numpy.empty(sum(params[n].size for n in names), numpy.float32)
-    grads = dict(zip(names, adam.flat_views(
-        flat, [params[n].shape for n in names])))
+    grads = dict(zip(names, adam.flat_buffer(
+        numpy, [params[n].shape for n in names], zeros=False)[1]))
+    act = fused.KERNELS[model.activation]
 
     def run():
         eps = device_lib.standard_normal(
             numpy, (k * len(x), model.n_latent), numpy.float32)
-        cache = fused.forward(numpy, numpy.dot, params, x, eps,
-                              model.activation, k, C)[-1]
+        cache = fused.forward(numpy, numpy.dot, params, x, eps, act, k,
+                              C)[-1]
         fused.backward(numpy, numpy.dot, params, cache, grads,
                        numpy.float32(1), numpy.float32(C))
     return run

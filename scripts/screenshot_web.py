@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 
-import vae  # NOQA: F401  (before anything imports chainer)
+from vae import cli  # vae before anything imports chainer
 import browser  # scripts/browser.py, beside this script
 
 
@@ -41,8 +41,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if not os.path.isfile(args.page):
         sys.exit('error: no page at %s' % args.page)
-    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
-        sys.exit('error: the folder of --out does not exist: %s' % args.out)
+    cli.out_folder(os.path.dirname(os.path.abspath(args.out)))
     try:
         with browser.headless_chromium(args.width, args.height) as driver:
             driver.get(browser.file_url(args.page))

@@ -4,7 +4,9 @@ import re
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import testutil
+
+ROOT = str(testutil.ROOT)
 PAGES = ['README.md'] + sorted(
     os.path.join('docs', name) for name in os.listdir(os.path.join(ROOT, 'docs'))
     if name.endswith('.md'))

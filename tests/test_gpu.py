@@ -65,8 +65,11 @@ def test_xavier_fills_cupy_arrays_with_cupy():
 
 
 @pytest.mark.numerics
+@pytest.mark.parametrize('fused', [False, True], ids=['reference', 'fused'])
 @pytest.mark.parametrize('k', [1, 3])
-def test_loss_and_every_gradient_equal_the_cpus(fixed_noise, k):
+def test_loss_and_every_gradient_equal_the_cpus(fixed_noise, k, fused):
+    # the CPU's reference against the GPU's reference or fused loss (the
+    # fused one is the CUDA-graph path's evaluation loss)
     import cupy
     cpu, gpu = models()
     x = numpy.random.RandomState(1).rand(5, 20).astype(numpy.float32)
@@ -74,7 +77,8 @@ def test_loss_and_every_gradient_equal_the_cpus(fixed_noise, k):
     for name, model, xp in (('cpu', cpu, numpy), ('gpu', gpu, cupy)):
         fixed_noise(0)
         model.cleargrads()  # a Parameter's gradient starts as NaN
-        loss = model.get_loss_func(k=k)(xp.asarray(x))
+        loss = model.get_loss_func(k=k, fused=fused and name == 'gpu')(
+            xp.asarray(x))
         loss.backward()
         losses[name] = float(loss.array)
     assert losses['gpu'] == pytest.approx(losses['cpu'], rel=1e-5)

@@ -444,6 +444,26 @@ def test_an_evaluation_beyond_the_memory_is_refused_first(
 
 # --- output folders ---------------------------------------------------------
 
+@pytest.mark.parametrize('script', ['train', 'plot_latent', 'plot_swiss_roll',
+                                    'export_web', 'export_onnx'])
+def test_every_command_refuses_a_file_as_out_alike_before_the_work(
+        script, tmp_path):
+    from vae.model import VAE
+    from vae.train.model_files import save_model
+    model = tmp_path / 'model.npz'
+    save_model(model, VAE(784, 2, 4))
+    argv = {'train': ['--test', '--data-dir', str(tmp_path / 'no-data')],
+            'plot_swiss_roll': []}.get(script, ['-m', str(model)])
+    out = tmp_path / 'file'
+    out.write_text('in the way')
+    with pytest.raises(SystemExit) as info:
+        command(script).main(argv + ['--out', str(out)])
+    # train names --out, not the missing data: checked before the data
+    assert info.value.code == 'error: --out is a file, not a folder: %s' % out
+    assert out.read_text() == 'in the way'
+    assert sorted(os.listdir(tmp_path)) == ['file', 'model.npz']
+
+
 @pytest.mark.parametrize('script, argv', [
     ('train', ['--test']),
     ('evaluate', ['-m', 'model.npz']),

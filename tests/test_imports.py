@@ -10,13 +10,13 @@ notebook, and by importing each script in a fresh interpreter from which
 import ast
 import json
 import os
-import pathlib
 import subprocess
 import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from testutil import ROOT
+
 SCRIPTS = sorted((ROOT / 'scripts').glob('*.py'))
 NOTEBOOKS = sorted((ROOT / 'notebooks').glob('*.ipynb'))
 #: Packages whose import needs vae/_compat.py to have run.

@@ -8,13 +8,12 @@ installed into a folder of its own, then imported from a working folder
 outside the clone.
 """
 import os
-import pathlib
 import shutil
 import subprocess
 import sys
 import sysconfig
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from testutil import ROOT
 
 
 def test_installed_package_finds_its_configs(tmp_path):

@@ -78,21 +78,31 @@ def add_out_folder_argument(parser, note=''):
                         help='output folder (made if missing)' + note)
 
 
-def out_folder(path):
+def check_out_folder(path):
     """The absolute path of an ``--out`` folder, checked before anything is
-    read or written, or exit with a one-line error.
+    read or written.
 
-    The one rule of every command's ``--out``: a missing folder is made,
-    parents included, when the first file is written into it; a file in
-    the way, or a folder that cannot be written, is refused before the work
-    (:func:`vae.atomic.writable_folder`).
+    The one rule of every command's ``--out`` folder: a missing folder is
+    made, parents included, when the first file is written into it; a file
+    in the way, or a folder that cannot be written, is refused before the
+    work (:func:`vae.atomic.writable_folder`).
+
+    Raises:
+        vae.atomic.WriteError: naming the folder and why.
     """
     from vae import atomic
     path = os.path.abspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
-        sys.exit('error: --out is a file, not a folder: %s' % path)
+        raise atomic.WriteError(20, '--out is a file, not a folder: %s'
+                                % path)
+    return atomic.writable_folder(path)
+
+
+def out_folder(path):
+    """:func:`check_out_folder`, or exit with its one-line error."""
+    from vae import atomic
     try:
-        return atomic.writable_folder(path)
+        return check_out_folder(path)
     except atomic.WriteError as e:
         sys.exit('error: %s' % e)
 

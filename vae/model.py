@@ -24,6 +24,7 @@ from chainer import backend, initializer
 
 from vae import device as device_lib
 
+
 def xavier_bound(fan_in, fan_out, constant=1.0):
     """Half-width ``a`` of the uniform distribution U(-a, a)."""
     return constant * math.sqrt(6.0 / (fan_in + fan_out))
@@ -203,9 +204,7 @@ class VAE(chainer.Chain):
             batch-averaged KL. It reports ``loss``, ``reconstr`` and ``kl``
             (unweighted) with :func:`chainer.report`.
         """
-        if int(k) != k or k < 1:
-            raise ValueError('k must be a positive integer, got %r' % (k,))
-        k = int(k)
+        k = sample_count(k)
         if fused:
             from vae.kernels import fused as fused_lib
             return fused_lib.loss_func(self, C, k)
@@ -221,6 +220,14 @@ class VAE(chainer.Chain):
             return loss
 
         return lf
+
+
+def sample_count(k):
+    """``k``, the number of samples of z per input, as an int; a
+    ``ValueError`` where it is not a positive integer."""
+    if int(k) != k or k < 1:
+        raise ValueError('k must be a positive integer, got %r' % (k,))
+    return int(k)
 
 
 def sample_reconstruction_loss(model, x, mu, ln_var, k):

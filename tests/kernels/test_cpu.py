@@ -147,6 +147,8 @@ def test_what_the_fused_loss_does_not_support():
         fused.loss_func(small_model('elu'))
     with pytest.raises(ValueError, match='k must be a positive integer'):
         small_model().get_loss_func(k=0, fused=True)
+    with pytest.raises(ValueError, match='k must be a positive integer'):
+        fused.loss_func(small_model(), k=1.5)
     model = small_model()
     assert fused.unsupported_reason(model) is None
     assert fused.unsupported_reason(model, chainer.get_device('@numpy')) \

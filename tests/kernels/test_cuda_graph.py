@@ -276,14 +276,20 @@ def test_a_non_finite_loss_freezes_the_step(gpu, images):
 def test_the_fused_evaluation_loss_is_get_loss_funcs(gpu, images):
     numpy.random.seed(0)
     model = VAE(784, 3, 16, 'softplus')
-    x = images[1][:20]
+    made_before_the_move = model.get_loss_func(C=0.7, k=10, fused=True)
+    model.to_device(gpu)
+    x = gpu.send(images[1][:20])
     values = []
     for loss_func in (model.get_loss_func(C=0.7, k=10),
-                      model.get_loss_func(C=0.7, k=10, fused=True)):
-        device_lib.seed(device_lib.get_device(-1), 3)
+                      model.get_loss_func(C=0.7, k=10, fused=True),
+                      made_before_the_move):
+        numpy.random.seed(4)
+        device_lib.reseed(gpu, 3)  # the device's own generator alone
         with chainer.using_config('train', False):
             values.append(float(loss_func(x).array))
-    assert values[1] == values[0]
+    # equal only where every loss drew its noise from the device's
+    # generator (NumPy's was seeded otherwise)
+    assert values[1] == values[0] and values[2] == values[0]
 
 
 @pytest.fixture

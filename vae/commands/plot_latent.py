@@ -109,8 +109,8 @@ def run(args):
                      'MNIST images of %d pixels' % (args.model, model.n_in,
                                                     mnist.N_PIXELS))
         device = device_lib.get_device(args.gpu, args.device)
-        out = prepare_outputs(args.out or os.path.join(
-            os.path.dirname(os.path.abspath(args.model)), 'figures'))
+        out = prepare_outputs(cli.check_out_folder(args.out or os.path.join(
+            os.path.dirname(os.path.abspath(args.model)), 'figures')))
         prepare_outputs(os.path.join(out, figure_files.PROJECTOR))
         model.to_device(device)
         plan = plan_figures(args.only or FIGURES, model.n_latent)

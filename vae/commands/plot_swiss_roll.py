@@ -122,6 +122,7 @@ def build_parser():
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument('--out', '-o', default=os.path.join('result', 'figures'),
+                   type=cli.path,
                    help='output folder (default %(default)s)')
     p.add_argument('--seed', type=int, default=0,
                    help='random state of make_swiss_roll (default '
@@ -134,7 +135,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     launch.single_process_or_exit()
     try:
-        os.makedirs(args.out, exist_ok=True)
+        cli.check_out_folder(args.out)
         points, t = make_swiss_roll(N_POINTS, noise=NOISE,
                                     random_state=args.seed)
         gif = os.path.join(args.out, 'swiss_roll.gif')

@@ -133,6 +133,7 @@ def setup(args, ranks):
                  for key in config_lib.NAMES}
     overrides['ranks'] = ranks.size  # set by mpiexec -n alone
     config = config_lib.resolve(args.config, overrides)
+    cli.check_out_folder(args.out)  # before the data is read
     device = device_lib.get_device(args.gpu, args.device, ranks.intra_rank)
     launch.check_device(args.communicator, device)
     return config, device, load_data(config, args)

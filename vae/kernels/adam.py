@@ -91,15 +91,20 @@ def adam_update(xp, param, grad, m, v, t, hyper, keep=None):
 
 # -- the buffers --------------------------------------------------------------
 
-def flat_views(flat, shapes):
-    """Views of consecutive slices of the 1-D array ``flat``, one of each
-    shape in ``shapes``, in order."""
+def flat_buffer(xp, shapes, zeros=True):
+    """A flat float32 buffer for arrays of the ``shapes`` in order (zeros,
+    or left as allocated) and its views: ``(flat (N,), [a view of each
+    shape])``. The layout of every flat buffer of the fused code
+    (:class:`FlatBuffers`, the gradients of
+    :class:`vae.kernels.fused.VAELoss`)."""
+    flat = (xp.zeros if zeros else xp.empty)(
+        sum(int(numpy.prod(shape)) for shape in shapes), dtype=_F32)
     views, start = [], 0
     for shape in shapes:
         size = int(numpy.prod(shape))
         views.append(flat[start:start + size].reshape(shape))
         start += size
-    return views
+    return flat, views
 
 
 class FlatBuffers(object):
@@ -119,11 +124,11 @@ class FlatBuffers(object):
         self.params = [named[name] for name in self.names]
         shapes = [p.shape for p in self.params]
         self.offsets = numpy.cumsum([0] + [p.size for p in self.params])
-        self.param, self.grad, self.m, self.v = (
-            xp.zeros(int(self.offsets[-1]), dtype=_F32) for _ in range(4))
         #: per buffer, a view of each parameter's slice: 'param' -> [...]
-        self.views = {key: flat_views(getattr(self, key), shapes)
-                      for key in ('param', 'grad', 'm', 'v')}
+        self.views = {}
+        for key in ('param', 'grad', 'm', 'v'):
+            flat, self.views[key] = flat_buffer(xp, shapes)
+            setattr(self, key, flat)
 
     def by_name(self, key):
         """``{parameter name: its view}`` of the buffer ``key``."""

@@ -19,8 +19,8 @@ What the capture needs, and where it is done:
 * CuPy refuses cuBLAS while a stream captures, so the products go through a
   cuBLAS handle of this module's, bound to the capturing stream with a
   fixed workspace: NVIDIA's bindings, ``nvmath-python``
-  (:class:`CublasDot`; ``pip install nvmath-python``, the ``gpu-graph``
-  extra).
+  (:class:`vae.kernels.cublas.CublasDot`; ``pip install nvmath-python``,
+  the ``gpu-graph`` extra).
 * Memory allocated inside a capture must come from CUDA's stream-ordered
   allocator (:func:`vae.device.use_stream_ordered_memory`); the step
   allocates none itself (CuPy's reductions may take scratch from it).
@@ -42,10 +42,10 @@ The data. Where the training set is an array, it is copied to the device
 once; at each epoch's start the updater draws the epoch's order of the
 images and all of its noise, one call each, from the device's generator
 seeded with (seed, epoch), and the graph gathers each batch and its noise
-itself (:class:`GraphUpdater`): a resumed run equals an uninterrupted one,
-and between two replays only Python's counters run. A dataset read on the
-host (dynamic binarization) is copied in batch by batch, with the plain
-GPU path's noise.
+itself (:class:`vae.train.graph_updater.GraphUpdater`): a resumed run
+equals an uninterrupted one, and between two replays only Python's
+counters run. A dataset read on the host (dynamic binarization) is copied
+in batch by batch, with the plain GPU path's noise.
 """
 import chainer
 import numpy
@@ -55,6 +55,7 @@ from vae.kernels import adam
 from vae.kernels.cublas import cublas_reason
 from vae.kernels import elementwise as kernels
 from vae.kernels import fused
+from vae.model import LAYERS
 
 _F32 = numpy.float32
 
@@ -93,7 +94,8 @@ class FusedStep(object):
         optimizer (chainer.optimizers.Adam): Set up on ``model``; holds the
             step count and the moments for serialization.
         batchsize, k, C: The run's settings.
-        dot: The matrix product (:class:`CublasDot` on a GPU).
+        dot: The matrix product (:class:`vae.kernels.cublas.CublasDot` on
+            a GPU).
     """
 
     def __init__(self, model, optimizer, batchsize, k, C, dot):
@@ -248,7 +250,7 @@ class FusedStep(object):
         xp, K, b, s = self.xp, self._kernels, self._b, self._by_sample
         act, act_grad = (K[name] for name in
                          kernels.ACTIVATIONS[self._activation])
-        le1, le2, le3_mu, le3_ln_var, ld1, ld2, ld3 = fused.LAYERS
+        le1, le2, le3_mu, le3_ln_var, ld1, ld2, ld3 = LAYERS
         if self.data is not None:  # this batch and its noise
             K['vae_take_rows'](self.data, self.order, self.batch,
                                numpy.int64(len(self.x)),

@@ -116,9 +116,7 @@ def _take_noise(noise, batch, size, eps):
 @_kernel('vae_reparameterize', 'T mu, T ln_var, T eps', 'T noise, T z',
          'noise = exp(ln_var * (T)0.5) * eps; z = mu + noise;')
 def _reparameterize(mu, ln_var, eps, noise, z):
-    # F.gaussian: mu + exp(ln_var / 2) * eps, as fused.forward computes it
-    noise[...] = numpy.exp(ln_var * _F32(0.5)) * eps
-    z[...] = mu + noise
+    noise[...], z[...] = fused.reparameterize(mu, ln_var, eps)
 
 
 @_kernel('vae_bernoulli_nll', 'T x, T y', 'T nll',
@@ -154,9 +152,8 @@ def _loss(rec_sum, kl_sum, rec_scale, kl_scale, C, reconstr, kl, loss,
     # non-finite guard (a step whose loss is not finite, and every later
     # one, applies no update), the count of Adam's steps
     # (adam.adam_step_count) and the index of the next batch of the epoch
-    reconstr[...] = _F32(rec_scale) * rec_sum
-    kl[...] = _F32(kl_scale) * kl_sum
-    loss[...] = reconstr + _F32(C) * kl
+    reconstr[...], kl[...], loss[...] = fused.loss_terms(
+        rec_sum, kl_sum, _F32(rec_scale), _F32(kl_scale), _F32(C))
     for i, value in enumerate((loss, reconstr, kl)):
         totals[i:i + 1] += value
     finite = numpy.isfinite(loss)
@@ -170,19 +167,13 @@ def _loss(rec_sum, kl_sum, rec_scale, kl_scale, C, reconstr, kl, loss,
 @_kernel('vae_bernoulli_nll_grad', 'T y, T x, float32 g', 'T gy',
          'gy = ((T)1 - (T)1 / ((T)1 + exp(y))) * g + x * -g;')
 def _bernoulli_nll_grad(y, x, g, gy):
-    # d/dy of g * (softplus(y) - x y): the softplus branch, then the -x one
-    t = fused.softplus_grad(y, None, _F32(g))
-    t += x * -_F32(g)
-    gy[...] = t
+    gy[...] = fused.bernoulli_nll_grad(y, x, _F32(g))
 
 
 @_kernel('vae_noise_grad', 'T gz, T noise', 'T g_ln_var',
          'g_ln_var = gz * noise * (T)0.5;')
 def _noise_grad(gz, noise, g_ln_var):
-    # F.gaussian's backward to ln_var: gz * exp(ln_var / 2) * eps / 2
-    t = gz * noise
-    t *= _F32(0.5)
-    g_ln_var[...] = t
+    g_ln_var[...] = fused.noise_grad(gz, noise)
 
 
 @_kernel('vae_gaussian_kl_grad',
@@ -192,11 +183,8 @@ def _noise_grad(gz, noise, g_ln_var):
          'g_mu = (g_mu_kl + g_mu_kl) + g_mu_in; '
          'g_ln_var = (-g_half + var * g_half) + g_ln_var_in;')
 def _gaussian_kl_grad(g_mu_in, g_ln_var_in, mu, var, g_half, g_mu, g_ln_var):
-    # the KL term's gradients added first, as fused.backward adds them
-    g_half = _F32(g_half)
-    g_mu_kl = g_half * mu
-    g_mu[...] = (g_mu_kl + g_mu_kl) + g_mu_in
-    g_ln_var[...] = (-g_half + var * g_half) + g_ln_var_in
+    g_mu[...], g_ln_var[...] = fused.gaussian_kl_grad(
+        g_mu_in, g_ln_var_in, mu, var, _F32(g_half))
 
 
 # -- Adam ------------------------------------------------------------------

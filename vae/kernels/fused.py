@@ -21,14 +21,16 @@ The matrix products go through ``dot(a, b, out=None)``, given by the
 caller: ``numpy.dot`` or ``cupy.dot`` eagerly, cuBLAS in a CUDA graph. ``a``
 and ``b`` may be transposed views (``W.T``) of C-contiguous arrays.
 """
+import collections
+
 import chainer
 import numpy
 from chainer import function_node
 
 from vae import device as device_lib
 from vae.kernels import elbo
-from vae.kernels.adam import flat_views, param_names
-from vae.model import LAYERS
+from vae.kernels.adam import flat_buffer, param_names
+from vae.model import LAYERS, sample_count
 
 _F32 = numpy.float32
 
@@ -99,14 +101,67 @@ def relu_grad(a, h, gh):
     return _xp(a).multiply(gh, h > 0, dtype=gh.dtype)
 
 
+#: An activation of the fused code: ``forward(a) -> h`` and
+#: ``backward(a, h, gh) -> ga``.
+Activation = collections.namedtuple('Activation', 'forward backward')
+
 #: The hidden activations the fused code implements (a subset of
-#: vae.model.ACTIVATIONS): name -> (forward, backward).
+#: vae.model.ACTIVATIONS), by name; :func:`loss_func` looks its model's up
+#: once and passes the functions down.
 KERNELS = {
-    'softplus': (elbo.softplus, softplus_grad),
-    'tanh': (tanh, tanh_grad),
-    'sigmoid': (sigmoid, sigmoid_grad),
-    'relu': (relu, relu_grad),
+    'softplus': Activation(elbo.softplus, softplus_grad),
+    'tanh': Activation(tanh, tanh_grad),
+    'sigmoid': Activation(sigmoid, sigmoid_grad),
+    'relu': Activation(relu, relu_grad),
 }
+
+
+# -- the element-wise steps of the loss and its gradients --------------------
+# Each is what one GPU kernel of vae.kernels.elementwise computes; there,
+# each is the NumPy reference of its kernel's C body.
+
+def reparameterize(mu, ln_var, eps):
+    """``F.gaussian``'s sample: ``(noise, z)`` with ``noise = exp(ln_var /
+    2) * eps`` and ``z = mu + noise`` (``mu``, ``ln_var`` broadcast against
+    ``eps``)."""
+    noise = _xp(eps).exp(ln_var * _F32(0.5)) * eps
+    return noise, mu + noise
+
+
+def loss_terms(rec_sum, kl_sum, rec_scale, kl_scale, C):
+    """``(reconstr, kl, loss)`` from the sums of the two terms: each sum
+    scaled by its float32 factor (1 / (k B), 1 / B), ``loss = reconstr + C
+    kl``."""
+    reconstr = rec_scale * rec_sum
+    kl = kl_scale * kl_sum
+    return reconstr, kl, reconstr + C * kl
+
+
+def bernoulli_nll_grad(y, x, g):
+    """d/dy of ``g * (softplus(y) - x y)``: the softplus branch, then the
+    -x branch, as ``F.bernoulli_nll``'s graph sums them."""
+    gy = softplus_grad(y, None, g)
+    gy += x * -g
+    return gy
+
+
+def noise_grad(gz, noise):
+    """``F.gaussian``'s backward to ``ln_var``: ``gz * exp(ln_var / 2) * eps
+    / 2``, from the ``noise`` of :func:`reparameterize`."""
+    g = gz * noise
+    g *= _F32(0.5)
+    return g
+
+
+def gaussian_kl_grad(g_mu, g_ln_var, mu, var, g_half):
+    """The KL term's gradients added to those that reached ``mu`` and
+    ``ln_var`` from the sample, with ``g_half = g_kl / (2 B)``: ``(g_mu',
+    g_ln_var')``. Chainer's backprop reaches the KL nodes first (by rank)
+    and sums each variable's gradients as they arrive, so the KL terms come
+    first; the order of a three-term float sum matters."""
+    g_mu_kl = g_half * mu  # mu * mu: one term for each factor
+    return ((g_mu_kl + g_mu_kl) + g_mu,
+            (-g_half + var * g_half) + g_ln_var)
 
 
 # -- the loss -----------------------------------------------------------------
@@ -118,7 +173,7 @@ def _linear(dot, p, name, h):
     return y
 
 
-def forward(xp, dot, p, x, eps, activation, k, C):
+def forward(xp, dot, p, x, eps, act, k, C):
     """The negative ELBO of the batch ``x`` with the noise ``eps``.
 
     Args:
@@ -128,7 +183,8 @@ def forward(xp, dot, p, x, eps, activation, k, C):
         x: Inputs, (B, n_in).
         eps: Standard normal noise, (k*B, L), the k copies sample-major as
             ``vae.model.sample_reconstruction_loss`` draws it.
-        activation (str): A name from :data:`KERNELS`.
+        act (Activation): The hidden activation, a value of
+            :data:`KERNELS`.
         k (int): Samples of z per input.
         C (float): Weight of the KL term.
 
@@ -137,35 +193,33 @@ def forward(xp, dot, p, x, eps, activation, k, C):
         meaning of ``get_loss_func``'s reports, and what :func:`backward`
         needs.
     """
-    act = KERNELS[activation][0]
     batch = len(x)
-    c = {'x': x, 'k': k, 'activation': activation}
+    c = {'x': x, 'k': k, 'act': act}
     c['a1'] = _linear(dot, p, LE1, x)  # (B, n_h), pre-activation
-    c['h1'] = act(c['a1'])
+    c['h1'] = act.forward(c['a1'])
     c['a2'] = _linear(dot, p, LE2, c['h1'])
-    c['h2'] = act(c['a2'])
+    c['h2'] = act.forward(c['a2'])
     mu = c['mu'] = _linear(dot, p, LE3_MU, c['h2'])  # (B, L)
     ln_var = _linear(dot, p, LE3_LN_VAR, c['h2'])  # log(sigma**2)
 
     # F.gaussian on the k copies stacked sample-major (F.tile)
     mu_k = xp.tile(mu, (k, 1)) if k > 1 else mu  # (k*B, L)
     ln_var_k = xp.tile(ln_var, (k, 1)) if k > 1 else ln_var
-    c['noise'] = xp.exp(ln_var_k * _F32(0.5)) * eps  # (k*B, L)
-    c['z'] = mu_k + c['noise']
+    c['noise'], c['z'] = reparameterize(mu_k, ln_var_k, eps)  # (k*B, L)
 
     c['ad1'] = _linear(dot, p, LD1, c['z'])  # (k*B, n_h)
-    c['d1'] = act(c['ad1'])
+    c['d1'] = act.forward(c['ad1'])
     c['ad2'] = _linear(dot, p, LD2, c['d1'])
-    c['d2'] = act(c['ad2'])
+    c['d2'] = act.forward(c['ad2'])
     c['logits'] = _linear(dot, p, LD3, c['d2'])  # (k*B, n_in)
 
     # F.bernoulli_nll and F.gaussian_kl_divergence, each summed
     c['x_k'] = xp.tile(x, (k, 1)) if k > 1 else x  # (k*B, n_in)
-    reconstr = _F32(1.0 / (k * batch)) * elbo.bernoulli_nll(
-        c['x_k'], c['logits']).sum()
     c['var'] = xp.exp(ln_var)  # (B, L)
-    kl = _F32(1.0 / batch) * elbo.gaussian_kl(mu, ln_var, c['var']).sum()
-    loss = reconstr + _F32(C) * kl
+    reconstr, kl, loss = loss_terms(
+        elbo.bernoulli_nll(c['x_k'], c['logits']).sum(),
+        elbo.gaussian_kl(mu, ln_var, c['var']).sum(),
+        _F32(1.0 / (k * batch)), _F32(1.0 / batch), _F32(C))
     return loss, reconstr, kl, c
 
 
@@ -188,14 +242,12 @@ def backward(xp, dot, p, c, grads, g_rec, g_kl):
         g_rec, g_kl: The gradients of the loss with respect to the two
             terms (1 and C for ``loss = reconstr + C * kl``).
     """
-    act_grad = KERNELS[c['activation']][1]
+    act_grad = c['act'].backward
     k, batch = c['k'], len(c['x'])
 
-    # d/dlogits of sum(softplus(y) - x * y) / (k * B): the softplus
-    # branch plus the -x branch, as F.bernoulli_nll's graph sums them
+    # d/dlogits of sum(softplus(y) - x * y) / (k * B)
     g = _F32(1.0 / (k * batch)) * g_rec
-    gy = softplus_grad(c['logits'], None, g)  # (k*B, n_in)
-    gy += c['x_k'] * -g
+    gy = bernoulli_nll_grad(c['logits'], c['x_k'], g)  # (k*B, n_in)
     gh = _linear_grad(dot, p, grads, LD3, gy, c['d2'])
     gh = _linear_grad(dot, p, grads, LD2, act_grad(c['ad2'], c['d2'], gh),
                       c['d1'])
@@ -204,21 +256,16 @@ def backward(xp, dot, p, c, grads, g_rec, g_kl):
 
     # F.gaussian's backward; for k > 1, F.tile's sums over the copies
     g_mu = gz
-    g_ln_var = gz * c['noise']
-    g_ln_var *= _F32(0.5)
+    g_ln_var = noise_grad(gz, c['noise'])
     if k > 1:
         shape = (k, batch, 1, gz.shape[1])  # (k, B, 1, L)
         g_mu = g_mu.reshape(shape).sum(axis=(0, 2))  # (B, L)
         g_ln_var = g_ln_var.reshape(shape).sum(axis=(0, 2))
 
-    # F.gaussian_kl_divergence's backward. Chainer's backprop reaches the
-    # KL nodes first (by rank) and sums each variable's gradients as they
-    # arrive, so the KL terms are added first; the order of a three-term
-    # float sum matters.
+    # F.gaussian_kl_divergence's backward, added first
     g_half = _F32(0.5) * (_F32(1.0 / batch) * g_kl)
-    g_mu_kl = g_half * c['mu']  # mu * mu: one term for each factor
-    g_mu = (g_mu_kl + g_mu_kl) + g_mu
-    g_ln_var = (-g_half + c['var'] * g_half) + g_ln_var
+    g_mu, g_ln_var = gaussian_kl_grad(g_mu, g_ln_var, c['mu'], c['var'],
+                                      g_half)
 
     gh = _linear_grad(dot, p, grads, LE3_MU, g_mu, c['h2'])
     gh += _linear_grad(dot, p, grads, LE3_LN_VAR, g_ln_var, c['h2'])
@@ -226,8 +273,6 @@ def backward(xp, dot, p, c, grads, g_rec, g_kl):
                       c['h1'])
     _linear_grad(dot, p, grads, LE1, act_grad(c['a1'], c['h1'], gh), c['x'],
                  need_gx=False)
-
-
 
 
 # -- the function node --------------------------------------------------------
@@ -245,29 +290,31 @@ def unsupported_reason(model, device=None):
     if any(p.dtype != _F32 or device is not None
            and not isinstance(p.array, numpy.ndarray)
            for p in model.params()):
-        return 'the fused loss needs float32 parameters%s' % (
-            '' if device is None else ' in NumPy arrays')
+        return ('the fused loss needs float32 parameters' if device is None
+                else 'the fast path needs float32 NumPy parameters')
     return None
 
 
 def loss_func(model, C=1.0, k=1):
     """``model.get_loss_func(C, k)``'s loss as one node, :class:`VAELoss`:
     the same value and reports from the same noise (bit for bit on the
-    CPU), with a hand-written backward. ``model.get_loss_func(C, k,
-    fused=True)`` returns this, after checking ``k``."""
+    CPU), with a hand-written backward; ``model.get_loss_func(C, k,
+    fused=True)`` returns it."""
+    k = sample_count(k)
     reason = unsupported_reason(model)
     if reason:
         raise ValueError('the fused loss: %s' % reason)
     names = param_names(model)
     params = dict(model.namedparams())
     params = tuple(params[name] for name in names)
-    xp, activation = model.xp, model.activation
+    act = KERNELS[model.activation]  # looked up once
 
     def lf(x):
         if isinstance(x, chainer.Variable):
             x = x.array  # data: no gradient flows to it
+        # model.xp at each call: the model may have moved since
         loss, reconstr, kl = VAELoss(
-            xp, names, activation, C, k).apply((x,) + params)
+            model.xp, names, act, C, k).apply((x,) + params)
         chainer.report(
             {'loss': loss, 'reconstr': reconstr, 'kl': kl}, observer=model)
         return loss
@@ -291,15 +338,16 @@ class VAELoss(function_node.FunctionNode):
     Args:
         xp: The model's array module (its noise comes from there).
         names (sequence of str): Parameter names, e.g. ``'/le1/W'``.
-        activation (str): A name from :data:`KERNELS`.
+        act (Activation): The hidden activation, a value of
+            :data:`KERNELS`.
         C (float): Weight of the KL term.
         k (int): Number of samples of z per input.
     """
 
-    def __init__(self, xp, names, activation, C, k):
+    def __init__(self, xp, names, act, C, k):
         self._xp = xp
         self._names = tuple(names)
-        self._activation = activation
+        self._act = act
         self._C = C
         self._k = k
 
@@ -311,7 +359,7 @@ class VAELoss(function_node.FunctionNode):
             xp, (self._k * len(x), self._p['/%s/b' % LE3_MU].size),
             x.dtype)  # (k*B, L)
         loss, reconstr, kl, self._cache = forward(
-            xp, xp.dot, self._p, x, eps, self._activation, self._k, self._C)
+            xp, xp.dot, self._p, x, eps, self._act, self._k, self._C)
         return tuple(xp.asarray(v, dtype=x.dtype)
                      for v in (loss, reconstr, kl))
 
@@ -322,10 +370,10 @@ class VAELoss(function_node.FunctionNode):
         g_rec = _sum_present(g_loss, g_rec)
         g_kl = _sum_present(
             None if g_loss is None else _F32(self._C) * g_loss, g_kl)
-        shapes = [self._p[name].shape for name in self._names]
-        flat = self._xp.empty(sum(self._p[name].size
-                                  for name in self._names), dtype=_F32)
-        grads = dict(zip(self._names, flat_views(flat, shapes)))
+        _, views = flat_buffer(self._xp, [self._p[name].shape
+                                          for name in self._names],
+                               zeros=False)  # backward writes every one
+        grads = dict(zip(self._names, views))
         backward(self._xp, self._xp.dot, self._p, self._cache, grads, g_rec,
                  g_kl)
         return (None,) + tuple(  # x, then the parameters

@@ -1,2 +1,3 @@
 """Training: the Trainer and its one path chooser (trainer), the guarded
-updater, the extensions, run folders, resume and model files."""
+updater (updater) and the CUDA-graph path's (graph_updater), the extensions,
+run folders, resume and model files."""

@@ -90,7 +90,7 @@ class GraphUpdater(Updater):
     """The updater of the graph path: each iteration replays the captured
     step.
 
-    Built like :class:`vae.train.trainer.Updater`; the step is built, warmed up
+    Built like :class:`vae.train.updater.Updater`; the step is built, warmed up
     and captured at the first iteration (so that a snapshot loaded before
     it is in place).
 

@@ -106,7 +106,9 @@ def recorded_config(npz, path):
                                               stored, ValueError)
                                           else 'not a JSON object',
                                           _DAMAGED_FIX))
-        return stored
+        # the sizes under their names since the rename, as in config files
+        return {config_lib.OLD_KEYS.get(key, key): value
+                for key, value in stored.items()}
     beside = os.path.join(os.path.dirname(os.path.abspath(path)),
                           run_folder.CONFIG_FILE)
     if os.path.isfile(beside):

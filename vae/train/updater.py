@@ -3,7 +3,7 @@
 Training's non-finite guard and the per-iteration reseeding of a GPU's noise
 generator live here, apart from the trainer's set-up in
 :mod:`vae.train.trainer`, so that the GPU's graph path
-(:mod:`vae.kernels.cuda_graph`) can build on it.
+(:mod:`vae.train.graph_updater`) can build on it.
 """
 import functools
 import math
