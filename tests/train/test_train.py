@@ -300,3 +300,14 @@ def test_a_snapshot_of_an_earlier_version_resumes(tmp_path, mnist_dir):
         numpy.savez(f, **old)
     assert run(out, mnist_dir, '-e', '2') == 0
     assert [e['epoch'] for e in read_log(out)] == [1, 2]
+
+
+def test_stored_settings_under_the_old_size_names_read_as_the_new(tmp_path):
+    from vae.train import resume
+    from vae.train.extensions import SNAPSHOT_CONFIG_KEY
+    path = tmp_path / 'snapshot_epoch_3'
+    stored = {'dim_z': 2, 'n_hidden': 16, 'epoch': 3}
+    numpy.savez(path, **{SNAPSHOT_CONFIG_KEY: numpy.array(json.dumps(stored))})
+    with numpy.load(str(path) + '.npz') as npz:
+        assert resume.recorded_config(npz, str(path)) == {
+            'n_latent': 2, 'n_h': 16, 'epoch': 3}
