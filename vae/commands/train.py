@@ -152,7 +152,6 @@ def load_data(config, args):
         train_x, test_x = train_x[:TEST_SUBSET[0]], test_x[:TEST_SUBSET[1]]
     if mode == 'dynamic':
         train_x = mnist.DynamicBinarized(train_x, seed=config.seed)
-        test_x = mnist.binarize_images(test_x, 'dynamic',
-                                          rng=config.seed)
+        test_x = mnist.binarize_images(test_x, 'dynamic', rng=config.seed)
     return train_x, test_x
 
