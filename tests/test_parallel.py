@@ -379,8 +379,10 @@ def test_the_one_process_role_does_nothing():
     alone.own_stream(Untouchable(), 5)  # the run's stream goes on
     assert (numpy.random.get_state()[1] == state).all()
     assert alone.rank_seed(5) == 5
-    assert (alone.intra_rank, alone.is_root, alone.distributed) == (
-        0, True, False)
+    assert (alone.intra_rank, alone.is_root) == (0, True)
+    # rank 0's file is this process's own: the path, nothing read
+    assert alone.file_from_root('no/such/snapshot') == 'no/such/snapshot'
+    assert alone.file_from_root(None) is None
     func = len
     assert alone.with_progress(func) is func
     assert alone.where([0], float('nan')) == '(nan)'

@@ -1,7 +1,8 @@
 """How a command was started, checked before any rank exists: the
 ``--communicator`` names, and the refusals of a start that cannot work, such
 as several processes started by an MPI launcher without ``--communicator``
-(:mod:`vae.parallel` runs the ranks of a job that can).
+(:mod:`vae.parallel` runs the ranks of a job that can); and the errors of a
+job.
 """
 import os
 import sys
@@ -23,6 +24,21 @@ LAUNCHER_SIZE_VARIABLES = ('OMPI_COMM_WORLD_SIZE', 'PMI_SIZE',
 
 class DistributedError(RuntimeError):
     """The run over several processes cannot start as asked."""
+
+
+#: Attribute set on an exception that every rank raised together.
+_EVERY_RANK = '_vae_raised_on_every_rank'
+
+
+def every_rank(error):
+    """Mark ``error`` as raised by every rank together; returns it."""
+    setattr(error, _EVERY_RANK, True)
+    return error
+
+
+def raised_on_every_rank(error):
+    """Whether :func:`every_rank` marked ``error``."""
+    return getattr(error, _EVERY_RANK, False)
 
 
 def communicator_name(name):

@@ -30,6 +30,7 @@ when its rank has made no progress for ``--rank-timeout`` seconds
 process groups).
 """
 import contextlib
+import io
 import sys
 import time
 
@@ -37,11 +38,9 @@ import numpy
 
 from vae import device as device_lib
 from vae import watchdog
-from vae.launch import (DistributedError, check_single_process,
-                        communicator_name)
+from vae.launch import (DistributedError, check_single_process,  # NOQA
+                        communicator_name, every_rank, raised_on_every_rank)
 
-#: Attribute set on an exception that every rank raised together.
-_EVERY_RANK = '_vae_raised_on_every_rank'
 #: Seconds a failing rank waits between its message and the abort: mpiexec
 #: forwards the ranks' output through pipes, and an abort that comes first
 #: can kill the job before the message is through (seen under load).
@@ -92,12 +91,6 @@ def rank_seed(seed, rank):
     return device_lib.derive_seed(seed, rank, bits=32)
 
 
-def every_rank(error):
-    """Mark ``error`` as raised by every rank together; returns it."""
-    setattr(error, _EVERY_RANK, True)
-    return error
-
-
 class OneProcess:
     """The role of a process that runs alone (no ``--communicator``): the
     null :class:`Ranks`, each part of its interface doing the trivial thing
@@ -107,8 +100,6 @@ class OneProcess:
     rank = intra_rank = 0
     size = 1
     is_root = True
-    #: Whether other processes take part (they need rank 0's reads sent).
-    distributed = False
     #: How an evaluation draws its noise (``noise`` in its results).
     noise = 'one stream'
     #: Why the CUDA-graph path cannot run, whatever the device: nothing.
@@ -118,6 +109,9 @@ class OneProcess:
 
     def root_first(self, func):
         return func()
+
+    def file_from_root(self, path):
+        return path
 
     def agree(self, func):
         return func()
@@ -190,7 +184,6 @@ class Ranks:
     what), with the communicator ``comm``. :class:`OneProcess` has the same
     interface."""
 
-    distributed = True
     noise = 'per batch'
     cuda_graph_obstacle = 'the CUDA graph cannot include the communicator'
 
@@ -227,6 +220,15 @@ class Ranks:
         if message is not None:
             raise every_rank(error or DistributedError(message))
         return value
+
+    def file_from_root(self, path):
+        """Rank 0's file ``path`` (or None) on every rank, as rank 0 read it
+        (the other ranks' machines may not see its folder)."""
+        def read():
+            if path is not None:
+                with open(path, 'rb') as f:
+                    return io.BytesIO(f.read())
+        return self.root_first(read)
 
     def agree(self, func):
         """Run ``func()`` on every rank; where any rank failed, fail on all.
@@ -383,7 +385,7 @@ class Ranks:
         message. Otherwise the error is this rank's alone while the others
         may be waiting for it: the message, naming the rank, goes to stderr
         and the whole job is aborted (this never returns)."""
-        if getattr(error, _EVERY_RANK, False):
+        if raised_on_every_rank(error):
             return 'error: %s' % error if self.is_root else 1
         self.abort('error: rank %d of %d: %s; stopping every rank'
                    % (self.rank, self.size, error))

@@ -15,7 +15,6 @@ parts does the trivial thing.
 """
 import contextlib
 import functools
-import io
 import json
 import os
 import sys
@@ -159,9 +158,9 @@ def train(config, out, train_data, test_data, device, resume=None,
     device_lib.seed(device, config.seed)  # the same weights on every rank
     model = build_model(config, n_in)
     with contextlib.ExitStack() as held:
-        snapshot, data, finished = ranks.root_first(
+        snapshot, finished = ranks.root_first(
             functools.partial(_prepare, held, config, out, model, resume,
-                              explicit_config, ranks.distributed))
+                              explicit_config))
         if finished:
             if ranks.is_root:
                 print(finished)
@@ -170,9 +169,9 @@ def train(config, out, train_data, test_data, device, resume=None,
         model.to_device(device)
         trainer = _trainer(config, out, model, train_data, test_data, device,
                            progress, ranks)
+        snapshot = ranks.file_from_root(snapshot)  # the others' copy
         if snapshot is not None:
-            resume_lib.load_snapshot(snapshot if data is None else
-                                     io.BytesIO(data), trainer)
+            resume_lib.load_snapshot(snapshot, trainer)
         ranks.start_optimizer(trainer.updater.get_optimizer('main'), model)
         if ranks.is_root:
             record_environment(out, device, trainer.updater.epoch)
@@ -229,16 +228,15 @@ def _kept(out):
             else 'nothing had been saved yet')
 
 
-def _prepare(held, config, out, model, resume, explicit_config, broadcast):
+def _prepare(held, config, out, model, resume, explicit_config):
     """What one process does before training, with the run folder: hold
     it (in the ``ExitStack`` ``held``), clear an interrupted run's leftovers,
     check what is there against the request, write ``config.json``.
 
     Returns:
-        tuple: the snapshot to resume from (or ``None``); where
-        ``broadcast``, its bytes for the other ranks; and where the run has
-        already reached ``config.epoch``, the line that says so (then
-        nothing was changed), else ``None``.
+        tuple: the snapshot to resume from (or ``None``), and where the
+        run has already reached ``config.epoch``, the line that says so
+        (then nothing was changed), else ``None``.
     """
     held.enter_context(run_folder.made_for_run(out))
     held.enter_context(run_folder.lock(out))
@@ -251,17 +249,14 @@ def _prepare(held, config, out, model, resume, explicit_config, broadcast):
             out if resume is None else 'snapshot %s' % snapshot, epoch,
             config)
         if finished:
-            return None, None, finished
+            return None, finished
     removed = run_folder.remove_leftovers(out)
     if removed:
         print('removed what an interrupted run left in %s: %s'
               % (out, ', '.join(removed)), file=sys.stderr)
     atomic.write_text(os.path.join(out, run_folder.CONFIG_FILE),
                       config.as_json())
-    if snapshot is None or not broadcast:
-        return snapshot, None, None
-    with open(snapshot, 'rb') as f:
-        return snapshot, f.read(), None
+    return snapshot, None
 
 
 def note_generic_blas(device):
