@@ -12,7 +12,7 @@ import numpy
 import pytest
 
 import testutil
-from testutil import gpu_available, interrupt_at, read_log
+from testutil import gpu_available, interrupt_at, poison_graph_at, read_log
 from vae import VAE, Xavier, device as device_lib
 from vae.eval import estimators
 from vae.train.model_files import load_model
@@ -268,18 +268,10 @@ def test_a_resumed_graph_run_equals_an_uninterrupted_one(
 @needs_nvmath
 def test_the_graphs_guard_keeps_the_last_good_outputs(
         tmp_path, mnist_dir, monkeypatch):
-    from vae.train import graph_updater
     out = tmp_path / 'run'
     train_small(out, mnist_dir, '-e', '1', '--cuda-graph')
     good = (out / 'model.npz').read_bytes()
-    original = graph_updater.GraphUpdater.update_core
-
-    def poisoned(self):
-        if self.iteration == 14:  # the 15th: NaN pixels, a NaN loss
-            self._step.data[...] = numpy.nan  # the training set's copy
-        original(self)
-
-    monkeypatch.setattr(graph_updater.GraphUpdater, 'update_core', poisoned)
+    poison_graph_at(monkeypatch, 15)  # NaN pixels, a NaN loss
     with pytest.raises(SystemExit, match=r'non-finite loss at iteration 15; '
                        r'the CUDA graph applied neither'):
         train_small(out, mnist_dir, '-e', '3', '--cuda-graph')

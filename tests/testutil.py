@@ -176,6 +176,20 @@ def interrupt_at(monkeypatch, iteration, updater_class=None):
     monkeypatch.setattr(updater_class, 'update_core', interrupted)
 
 
+def poison_graph_at(monkeypatch, iteration):
+    """Make the CUDA-graph path's training set NaN just before
+    ``iteration`` (1-based), so that its loss is not finite there."""
+    from vae.train import graph_updater
+    original = graph_updater.GraphUpdater.update_core
+
+    def poisoned(self):
+        if self.iteration == iteration - 1:
+            self._step.data[...] = numpy.nan  # the training set's copy
+        original(self)
+
+    monkeypatch.setattr(graph_updater.GraphUpdater, 'update_core', poisoned)
+
+
 def damaged_compressed_model(folder):
     """A model file written compressed (``savez_compressed``) whose first
     weight's deflate stream starts with an invalid block type: reading it

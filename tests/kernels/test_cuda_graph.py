@@ -17,7 +17,7 @@ import pytest
 
 import ckernels
 from standin import fake_nvmath, replaying_capture, stand_in_gpu
-from testutil import interrupt_at, read_log, tiny_config
+from testutil import interrupt_at, poison_graph_at, read_log, tiny_config
 from vae.kernels import cuda_graph
 from vae.train import graph_updater
 from vae.kernels import cublas as cublas_lib
@@ -454,14 +454,7 @@ def test_a_graph_run_on_gpu_1_equals_one_on_gpu_0(tmp_path, monkeypatch,
 def test_the_graphs_guard_stops_at_the_epochs_end_naming_the_iteration(
         tmp_path, monkeypatch, gpu, images):
     out = tmp_path / 'run'
-    original_update = graph_updater.GraphUpdater.update_core
-
-    def update_core(self):
-        if self.iteration == 36:  # the 37th: NaN pixels, a NaN loss
-            self._step.data[...] = numpy.nan  # the training set's copy
-        original_update(self)
-
-    monkeypatch.setattr(graph_updater.GraphUpdater, 'update_core', update_core)
+    poison_graph_at(monkeypatch, 37)  # NaN pixels, a NaN loss
     with pytest.raises(updater.NonFiniteLossError) as info:
         train(out, images, gpu, cuda_graph=True)
     assert str(info.value).startswith(
