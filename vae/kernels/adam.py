@@ -34,6 +34,14 @@ def param_names(link):
     return sorted(name for name, _ in link.namedparams())
 
 
+def ordered_params(link):
+    """``(names, params)``: :func:`param_names` and the parameters of those
+    names, in that order."""
+    names = param_names(link)
+    named = dict(link.namedparams())
+    return names, [named[name] for name in names]
+
+
 # -- the arithmetic -----------------------------------------------------------
 
 def adam_element(p, g, m, v, one_minus_beta1, one_minus_beta2, eps, alpha_t,
@@ -119,9 +127,7 @@ class FlatBuffers(object):
     """
 
     def __init__(self, xp, link):
-        named = dict(link.namedparams())
-        self.names = param_names(link)
-        self.params = [named[name] for name in self.names]
+        self.names, self.params = ordered_params(link)
         shapes = [p.shape for p in self.params]
         self.offsets = numpy.cumsum([0] + [p.size for p in self.params])
         #: per buffer, a view of each parameter's slice: 'param' -> [...]

@@ -29,7 +29,7 @@ from chainer import function_node
 
 from vae import device as device_lib
 from vae.kernels import elbo
-from vae.kernels.adam import flat_buffer, param_names
+from vae.kernels.adam import flat_buffer, ordered_params
 from vae.model import LAYERS, sample_count
 
 _F32 = numpy.float32
@@ -304,9 +304,8 @@ def loss_func(model, C=1.0, k=1):
     reason = unsupported_reason(model)
     if reason:
         raise ValueError('the fused loss: %s' % reason)
-    names = param_names(model)
-    params = dict(model.namedparams())
-    params = tuple(params[name] for name in names)
+    names, params = ordered_params(model)
+    params = tuple(params)
     act = KERNELS[model.activation]  # looked up once
 
     def lf(x):
